@@ -1,0 +1,530 @@
+// Package brokertest is the conformance suite every broker.Broker passes:
+// the behaviour the HTTP layer and the contract rely on, written once.
+package brokertest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/order"
+)
+
+// Open returns a fresh broker with opts; the suite closes it.
+type Open func(t *testing.T, opts broker.Options) broker.Broker
+
+// wait bounds every wait for an event: generous, since the machines are
+// shared and a broker may deliver through a network.
+const wait = 10 * time.Second
+
+// happyPath is an order's longest life.
+var happyPath = []order.Status{order.Created, order.PaymentConfirmed, order.Packed, order.Shipped, order.OutForDelivery, order.Delivered}
+
+var idChars = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// Run runs the whole suite against the brokers open makes.
+func Run(t *testing.T, open Open) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Open)
+	}{
+		{"LatestOfUnknownOrder", testLatestUnknown},
+		{"PublishAndLatest", testPublishAndLatest},
+		{"Transitions", testTransitions},
+		{"IDsIncreaseTimestampsNeverDecrease", testOrdering},
+		{"HistoryThenLive", testHistoryThenLive},
+		{"ResumeFromEveryID", testResumeFromEveryID},
+		{"ResumeMidwayFromEveryID", testResumeMidway},
+		{"SubscribeBeforeFirstEvent", testSubscribeBeforeFirst},
+		{"ManySubscribersConcurrentPublish", testManySubscribers},
+		{"RacingPublishersOneWins", testRacingPublishers},
+		{"SlowSubscriberDroppedLosesNothing", testSlowSubscriber},
+		{"SubscribeCloseCyclesLeaveNoGoroutines", testCycles},
+		{"FinishedOrdersExpire", testRetention},
+		{"CloseEndsSubscriptions", testClose},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
+	}
+}
+
+func openBroker(t *testing.T, open Open, opts broker.Options) broker.Broker {
+	t.Helper()
+	b := open(t, opts)
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func publish(t *testing.T, b broker.Broker, id uuid.UUID, s order.Status) broker.Event {
+	t.Helper()
+	ev, err := b.Publish(context.Background(), id, s)
+	if err != nil {
+		t.Fatalf("publish %v: %v", s, err)
+	}
+	return ev
+}
+
+func subscribe(t *testing.T, b broker.Broker, id uuid.UUID, after broker.EventID) *broker.Subscription {
+	t.Helper()
+	sub, err := b.Subscribe(context.Background(), id, after)
+	if err != nil {
+		t.Fatalf("subscribe after %v: %v", after, err)
+	}
+	t.Cleanup(sub.Close)
+	return sub
+}
+
+func parseID(t *testing.T, ev broker.Event) broker.EventID {
+	t.Helper()
+	id, err := broker.ParseEventID(ev.ID)
+	if err != nil {
+		t.Fatalf("event id %q does not parse: %v", ev.ID, err)
+	}
+	return id
+}
+
+// collect reads live events until the subscription ends or want have come.
+func collect(t *testing.T, sub *broker.Subscription, want int) []broker.Event {
+	t.Helper()
+	var got []broker.Event
+	timeout := time.After(wait)
+	for len(got) < want {
+		select {
+		case ev, ok := <-sub.Events():
+			if !ok {
+				return got
+			}
+			got = append(got, ev)
+		case <-timeout:
+			t.Fatalf("timed out after %d of %d events", len(got), want)
+		}
+	}
+	return got
+}
+
+// expectEnd waits for the subscription to end and returns its Err.
+func expectEnd(t *testing.T, sub *broker.Subscription) error {
+	t.Helper()
+	select {
+	case ev, ok := <-sub.Events():
+		if ok {
+			t.Fatalf("want the subscription to end, got event %s %v", ev.ID, ev.Update.Status)
+		}
+		return sub.Err()
+	case <-time.After(wait):
+		t.Fatal("subscription did not end")
+		return nil
+	}
+}
+
+func sameEvents(t *testing.T, what string, got, want []broker.Event) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: got %d events %v, want %d %v", what, len(got), statuses(got), len(want), statuses(want))
+	}
+	for i := range got {
+		if got[i].ID != want[i].ID || got[i].Data != want[i].Data || got[i].Update != want[i].Update {
+			t.Fatalf("%s: event %d is %+v, want %+v", what, i, got[i], want[i])
+		}
+	}
+}
+
+func statuses(evs []broker.Event) []order.Status {
+	out := make([]order.Status, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.Update.Status
+	}
+	return out
+}
+
+func testLatestUnknown(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	if _, err := b.Latest(context.Background(), uuid.New()); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("got %v, want ErrNotFound", err)
+	}
+	if err := b.Ping(context.Background()); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+}
+
+func testPublishAndLatest(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	id := uuid.New()
+	before := time.Now().Add(-time.Minute)
+	ev := publish(t, b, id, order.Packed) // an order may start anywhere
+	if ev.Update.OrderID != id || ev.Update.Status != order.Packed {
+		t.Fatalf("update is %+v", ev.Update)
+	}
+	if ts := ev.Update.Timestamp; ts.Location() != time.UTC || ts.Before(before) || ts.After(time.Now().Add(time.Minute)) {
+		t.Fatalf("timestamp %v is not a current UTC time", ts)
+	}
+	if !idChars.MatchString(ev.ID) {
+		t.Fatalf("id %q has characters outside [A-Za-z0-9._-]", ev.ID)
+	}
+	parseID(t, ev)
+	want, _ := json.Marshal(ev.Update)
+	if ev.Data != string(want) {
+		t.Fatalf("Data = %s, want %s", ev.Data, want)
+	}
+	got, err := b.Latest(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameEvents(t, "latest", []broker.Event{got}, []broker.Event{ev})
+}
+
+func testTransitions(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	for _, from := range append([]order.Status{0}, order.Statuses()...) {
+		for _, to := range order.Statuses() {
+			id := uuid.New()
+			if from != 0 {
+				publish(t, b, id, from)
+			}
+			_, err := b.Publish(context.Background(), id, to)
+			want := order.CheckTransition(from, to)
+			if want == nil {
+				if err != nil {
+					t.Errorf("%v -> %v: got %v, want accepted", from, to, err)
+				}
+				continue
+			}
+			var te *order.TransitionError
+			if !errors.As(err, &te) || te.Current != from || te.Requested != to {
+				t.Errorf("%v -> %v: got %v, want a TransitionError naming %v", from, to, err, from)
+			}
+			latest, err := b.Latest(context.Background(), id)
+			if err != nil || latest.Update.Status != from {
+				t.Errorf("%v -> %v: after refusal latest is %v, %v", from, to, latest.Update.Status, err)
+			}
+		}
+	}
+}
+
+func testOrdering(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	// Several orders published back to back, so many events share a millisecond.
+	for range 20 {
+		id := uuid.New()
+		var last broker.EventID
+		var lastTS time.Time
+		for _, s := range happyPath {
+			ev := publish(t, b, id, s)
+			cur := parseID(t, ev)
+			if cur.Compare(last) <= 0 {
+				t.Fatalf("id %v does not follow %v", cur, last)
+			}
+			if ev.Update.Timestamp.Before(lastTS) {
+				t.Fatalf("timestamp %v before %v", ev.Update.Timestamp, lastTS)
+			}
+			last, lastTS = cur, ev.Update.Timestamp
+		}
+	}
+}
+
+func testHistoryThenLive(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	id := uuid.New()
+	var all []broker.Event
+	for _, s := range happyPath[:2] {
+		all = append(all, publish(t, b, id, s))
+	}
+	sub := subscribe(t, b, id, broker.EventID{})
+	if sub.Finished {
+		t.Fatal("an unfinished order is marked finished")
+	}
+	sameEvents(t, "history", sub.History, all)
+	for _, s := range happyPath[2:] {
+		all = append(all, publish(t, b, id, s))
+	}
+	sameEvents(t, "live", collect(t, sub, len(happyPath)-2), all[2:])
+	if err := expectEnd(t, sub); err != nil {
+		t.Fatalf("after the terminal event: Err = %v, want nil", err)
+	}
+}
+
+func testResumeFromEveryID(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	for _, path := range [][]order.Status{happyPath, {order.Created, order.Packed, order.Cancelled}} {
+		id := uuid.New()
+		var all []broker.Event
+		for _, s := range path {
+			all = append(all, publish(t, b, id, s))
+		}
+		positions := append([]broker.EventID{{}}, make([]broker.EventID, 0, len(all))...)
+		for _, ev := range all {
+			positions = append(positions, parseID(t, ev))
+		}
+		for i, pos := range positions {
+			sub := subscribe(t, b, id, pos)
+			if !sub.Finished {
+				t.Fatalf("after %v: a delivered order is not finished", pos)
+			}
+			sameEvents(t, "resume after "+pos.String(), sub.History, all[i:])
+			if err := expectEnd(t, sub); err != nil {
+				t.Fatalf("finished subscription ended with %v", err)
+			}
+		}
+	}
+}
+
+func testResumeMidway(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	id := uuid.New()
+	var all []broker.Event
+	for _, s := range happyPath[:3] {
+		all = append(all, publish(t, b, id, s))
+	}
+	var subs []*broker.Subscription
+	for i := 0; i <= 3; i++ {
+		pos := broker.EventID{}
+		if i > 0 {
+			pos = parseID(t, all[i-1])
+		}
+		sub := subscribe(t, b, id, pos)
+		sameEvents(t, "history after "+pos.String(), sub.History, all[i:])
+		subs = append(subs, sub)
+	}
+	for _, s := range happyPath[3:] {
+		all = append(all, publish(t, b, id, s))
+	}
+	for i, sub := range subs {
+		sameEvents(t, "live", collect(t, sub, 3), all[3:])
+		if err := expectEnd(t, sub); err != nil {
+			t.Fatalf("subscriber %d ended with %v", i, err)
+		}
+	}
+}
+
+func testSubscribeBeforeFirst(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	id := uuid.New()
+	sub := subscribe(t, b, id, broker.EventID{})
+	if len(sub.History) != 0 || sub.Finished {
+		t.Fatalf("new order: history %v, finished %v", statuses(sub.History), sub.Finished)
+	}
+	if _, err := b.Latest(context.Background(), id); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("a subscriber alone made the order exist: %v", err)
+	}
+	ev := publish(t, b, id, order.Created)
+	sameEvents(t, "first event", collect(t, sub, 1), []broker.Event{ev})
+}
+
+// testManySubscribers subscribes while a publisher runs, so subscriptions
+// land on every side of every event: each must see exactly the events after
+// its position, whether they came as history or live.
+func testManySubscribers(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	const subscribers = 200
+	for _, id := range []uuid.UUID{uuid.New(), uuid.New()} {
+		var wg sync.WaitGroup
+		results := make([][]broker.Event, subscribers)
+		start := make(chan struct{})
+		for i := range subscribers {
+			wg.Go(func() {
+				<-start
+				sub, err := b.Subscribe(context.Background(), id, broker.EventID{})
+				if err != nil {
+					t.Errorf("subscribe: %v", err)
+					return
+				}
+				defer sub.Close()
+				got := append([]broker.Event(nil), sub.History...)
+				if !sub.Finished {
+					got = append(got, collect(t, sub, len(happyPath)-len(got))...)
+				}
+				results[i] = got
+			})
+		}
+		close(start)
+		var all []broker.Event
+		for _, s := range happyPath {
+			all = append(all, publish(t, b, id, s))
+			runtime.Gosched()
+		}
+		wg.Wait()
+		for _, got := range results {
+			sameEvents(t, "subscriber", got, all)
+		}
+	}
+}
+
+func testRacingPublishers(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	const racers = 16
+	id := uuid.New()
+	// Each round, every racer asks for the same (or a competing) next status:
+	// exactly one may win, the rest learn the status that beat them.
+	rounds := [][]order.Status{
+		{order.Created},
+		{order.PaymentConfirmed},
+		{order.Packed, order.Cancelled},
+		{order.Shipped, order.Delivered},
+	}
+	for _, candidates := range rounds {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var won []order.Status
+		refused := 0
+		for i := range racers {
+			want := candidates[i%len(candidates)]
+			wg.Go(func() {
+				_, err := b.Publish(context.Background(), id, want)
+				mu.Lock()
+				defer mu.Unlock()
+				var te *order.TransitionError
+				switch {
+				case err == nil:
+					won = append(won, want)
+				case errors.As(err, &te):
+					refused++
+				default:
+					t.Errorf("publish %v: %v", want, err)
+				}
+			})
+		}
+		wg.Wait()
+		if len(won) != 1 || refused != racers-1 {
+			t.Fatalf("round %v: %d won (%v), %d refused; want exactly one winner", candidates, len(won), won, refused)
+		}
+		latest, err := b.Latest(context.Background(), id)
+		if err != nil || latest.Update.Status != won[0] {
+			t.Fatalf("latest is %v, %v; want the winner %v", latest.Update.Status, err, won[0])
+		}
+		if won[0].Terminal() {
+			break
+		}
+	}
+}
+
+func testSlowSubscriber(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{SubscriberBuffer: 1})
+	id := uuid.New()
+	stuck := subscribe(t, b, id, broker.EventID{})
+	var all []broker.Event
+	for _, s := range happyPath[:4] {
+		all = append(all, publish(t, b, id, s))
+	}
+	// It read nothing: it got what fitted its buffer, then was dropped.
+	got := collect(t, stuck, len(all))
+	if len(got) == len(all) {
+		t.Fatalf("a subscriber with a 1-event buffer received all %d events without reading", len(all))
+	}
+	if err := stuck.Err(); !errors.Is(err, broker.ErrSlowSubscriber) {
+		t.Fatalf("Err = %v, want ErrSlowSubscriber", err)
+	}
+	sameEvents(t, "before the drop", got, all[:len(got)])
+	// Resuming from the last event it did get loses nothing.
+	pos := broker.EventID{}
+	if len(got) > 0 {
+		pos = parseID(t, got[len(got)-1])
+	}
+	again := subscribe(t, b, id, pos)
+	sameEvents(t, "resumed", again.History, all[len(got):])
+	// A reader that keeps up is not dropped.
+	for _, s := range happyPath[4:] {
+		ev := publish(t, b, id, s)
+		sameEvents(t, "kept up", collect(t, again, 1), []broker.Event{ev})
+	}
+	if err := expectEnd(t, again); err != nil {
+		t.Fatalf("Err = %v after the terminal event", err)
+	}
+}
+
+func testCycles(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	id := uuid.New()
+	publish(t, b, id, order.Created)
+	settle()
+	before := runtime.NumGoroutine()
+	for i := range 2000 {
+		target := id
+		if i%2 == 1 {
+			target = uuid.New() // an order that never gets an event
+		}
+		sub, err := b.Subscribe(context.Background(), target, broker.EventID{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub.Close()
+		sub.Close() // twice is harmless
+	}
+	// Subscribers that closed must not receive, block or panic on later events.
+	publish(t, b, id, order.Packed)
+	settle()
+	if after := runtime.NumGoroutine(); after > before+2 {
+		t.Fatalf("goroutines grew from %d to %d over subscribe/close cycles", before, after)
+	}
+}
+
+// settle gives goroutines that are finishing a moment to go.
+func settle() {
+	for range 10 {
+		runtime.Gosched()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func testRetention(t *testing.T, open Open) {
+	const retention = 300 * time.Millisecond
+	b := openBroker(t, open, broker.Options{Retention: retention})
+	finished, ongoing := uuid.New(), uuid.New()
+	publish(t, b, finished, order.Created)
+	publish(t, b, finished, order.Cancelled)
+	publish(t, b, ongoing, order.Created)
+	if _, err := b.Latest(context.Background(), finished); err != nil {
+		t.Fatalf("finished order is gone at once: %v", err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		_, err := b.Latest(context.Background(), finished)
+		if errors.Is(err, broker.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("finished order still readable %v after its retention of %v: %v", wait, retention, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	sub := subscribe(t, b, finished, broker.EventID{})
+	if len(sub.History) != 0 || sub.Finished {
+		t.Fatalf("forgotten order: history %v, finished %v", statuses(sub.History), sub.Finished)
+	}
+	if _, err := b.Latest(context.Background(), ongoing); err != nil {
+		t.Fatalf("an unfinished order expired: %v", err)
+	}
+}
+
+func testClose(t *testing.T, open Open) {
+	b := open(t, broker.Options{})
+	id := uuid.New()
+	publish(t, b, id, order.Created)
+	sub, err := b.Subscribe(context.Background(), id, broker.EventID{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := expectEnd(t, sub); err == nil {
+		t.Fatal("a subscription cut by Close reports no error: its client would think the order finished")
+	}
+	sub.Close()
+	if _, err := b.Publish(context.Background(), id, order.Packed); err == nil {
+		t.Fatal("publish after Close succeeded")
+	}
+	if err := b.Ping(context.Background()); err == nil {
+		t.Fatal("ping after Close succeeded")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}

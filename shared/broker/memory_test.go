@@ -1,0 +1,110 @@
+package broker
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderstream/orderstream/shared/order"
+)
+
+// The conformance suite runs in memory_conformance_test.go (package
+// broker_test); these tests look inside the in-process broker.
+
+func TestMemoryLeavesNoEntriesBehind(t *testing.T) {
+	m := NewMemory(Options{})
+	defer m.Close()
+	ctx := context.Background()
+	live := uuid.New()
+	if _, err := m.Publish(ctx, live, order.Created); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10_000 {
+		id := live
+		if i%2 == 0 {
+			id = uuid.New()
+		}
+		sub, err := m.Subscribe(ctx, id, EventID{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub.Close()
+	}
+	if orders, subs := m.stats(); orders != 1 || subs != 0 {
+		t.Fatalf("after 10,000 subscribe/close cycles: %d orders, %d subscribers; want 1, 0", orders, subs)
+	}
+}
+
+func TestMemoryDroppedSubscriberIsRemoved(t *testing.T) {
+	m := NewMemory(Options{SubscriberBuffer: 1})
+	defer m.Close()
+	ctx := context.Background()
+	id := uuid.New()
+	sub, _ := m.Subscribe(ctx, id, EventID{})
+	defer sub.Close()
+	for _, s := range []order.Status{order.Created, order.PaymentConfirmed, order.Packed} {
+		if _, err := m.Publish(ctx, id, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, subs := m.stats(); subs != 0 {
+		t.Fatalf("a dropped subscriber is still registered (%d)", subs)
+	}
+}
+
+func TestMemoryClockSteppingBack(t *testing.T) {
+	m := NewMemory(Options{})
+	defer m.Close()
+	clock := time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)
+	m.now = func() time.Time { return clock }
+	id := uuid.New()
+	first, _ := m.Publish(context.Background(), id, order.Created)
+	clock = clock.Add(-time.Hour)
+	second, err := m.Publish(context.Background(), id, order.Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := ParseEventID(first.ID)
+	b, _ := ParseEventID(second.ID)
+	if b.Compare(a) <= 0 {
+		t.Errorf("id %v does not follow %v after the clock stepped back", b, a)
+	}
+	if second.Update.Timestamp.Before(first.Update.Timestamp) {
+		t.Errorf("timestamp went back: %v then %v", first.Update.Timestamp, second.Update.Timestamp)
+	}
+}
+
+func TestParseEventID(t *testing.T) {
+	tests := []struct {
+		in   string
+		want EventID
+		ok   bool
+	}{
+		{"0-0", EventID{}, true},
+		{"1732456800123-0", EventID{1732456800123, 0}, true},
+		{"1732456800123-42", EventID{1732456800123, 42}, true},
+		{"18446744073709551615-18446744073709551615", EventID{1<<64 - 1, 1<<64 - 1}, true},
+		{"18446744073709551616-0", EventID{}, false},
+		{"", EventID{}, false},
+		{"123", EventID{}, false},
+		{"-1", EventID{}, false},
+		{"1--1", EventID{}, false},
+		{"1-", EventID{}, false},
+		{"+1-2", EventID{}, false},
+		{"1-2-3", EventID{}, false},
+		{" 1-2", EventID{}, false},
+		{"1-2\n", EventID{}, false},
+		{"abc-def", EventID{}, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseEventID(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseEventID(%q) = %v, %v; want %v, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+		if tt.ok && got.String() != tt.in && tt.in != "0-0" {
+			t.Errorf("%q does not round-trip: %q", tt.in, got.String())
+		}
+	}
+}
