@@ -1,0 +1,107 @@
+// Command local serves orderstream with net/http: `go run ./local`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/orderstream/orderstream/shared/config"
+	"github.com/orderstream/orderstream/shared/httpapi"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "orderstream:", err)
+		os.Exit(1)
+	}
+}
+
+// shutdownGrace is how long requests other than streams (a simulation in
+// progress, say) get to finish at shutdown; streams end at once.
+const shutdownGrace = 15 * time.Second
+
+// run serves until ctx is cancelled, then shuts down cleanly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	addr := getenv("ADDR")
+	if addr == "" {
+		addr = ":8080"
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.StringVar(&addr, "addr", addr, "listen address ($ADDR)")
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stdout, nil))
+
+	b, err := cfg.OpenBroker(ctx, logger)
+	if err != nil {
+		return fmt.Errorf("open broker: %w", err)
+	}
+	defer b.Close()
+
+	streamsDone := make(chan struct{})
+	srv := &http.Server{
+		Handler: httpapi.NewServer(logger, b, cfg.HTTP(streamsDone)),
+		// Streams extend their own write deadline per write, so this only
+		// bounds ordinary requests. No ReadTimeout: net/http would cancel a
+		// long stream's context when it expired.
+		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	srv.RegisterOnShutdown(func() { close(streamsDone) })
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	broker := "memory"
+	if cfg.RedisURL != "" {
+		broker = "redis"
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "broker", broker)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	logger.Info("shutting down: ending streams")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("shutdown grace ran out; closing connections", "err", err)
+		srv.Close()
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}

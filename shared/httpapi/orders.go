@@ -1,0 +1,184 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/order"
+)
+
+// orderID reads the {id} path segment, answering 400 itself when it is bad.
+func orderID(w http.ResponseWriter, r *http.Request) (uuid.UUID, bool) {
+	id, err := order.ParseID(r.PathValue("id"))
+	if err != nil {
+		writeProblem(w, r, http.StatusBadRequest, err.Error())
+		return uuid.Nil, false
+	}
+	return id, true
+}
+
+// publishRequest is the body of POST /orders/{id}/events.
+type publishRequest struct {
+	Status *string `json:"status"`
+}
+
+// valid returns the requested status, or the problems with the request by field.
+func (p publishRequest) valid() (order.Status, map[string]string) {
+	if p.Status == nil {
+		return 0, map[string]string{"status": "is required"}
+	}
+	s, err := order.ParseStatus(*p.Status)
+	if err != nil {
+		return 0, map[string]string{"status": err.Error()}
+	}
+	return s, nil
+}
+
+func handlePublish(logger *slog.Logger, b broker.Broker) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := orderID(w, r)
+		if !ok {
+			return
+		}
+		var req publishRequest
+		if derr := decode(w, r, &req); derr != nil {
+			writeProblem(w, r, derr.status, derr.detail)
+			return
+		}
+		status, problems := req.valid()
+		if problems != nil {
+			writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("status %s", problems["status"]))
+			return
+		}
+		ev, err := b.Publish(r.Context(), id, status)
+		if err != nil {
+			writeBrokerError(logger, w, r, err)
+			return
+		}
+		w.Header().Set("Location", "/orders/"+id.String())
+		writeJSON(w, http.StatusCreated, []byte(ev.Data))
+	})
+}
+
+func handleGetOrder(logger *slog.Logger, b broker.Broker) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := orderID(w, r)
+		if !ok {
+			return
+		}
+		ev, err := b.Latest(r.Context(), id)
+		if err != nil {
+			writeBrokerError(logger, w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, []byte(ev.Data))
+	})
+}
+
+// healthTimeout keeps /healthz inside the contract's 3 s to report a lost broker.
+const healthTimeout = 2500 * time.Millisecond
+
+func handleHealth(logger *slog.Logger, b broker.Broker) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+		defer cancel()
+		if err := b.Ping(ctx); err != nil {
+			logger.Warn("health check failed", "err", err)
+			writeProblem(w, r, http.StatusServiceUnavailable, "the event broker is unreachable")
+			return
+		}
+		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`+"\n"))
+	})
+}
+
+const (
+	defaultSimulateInterval = 2 * time.Second
+	maxSimulateInterval     = 10 * time.Second
+)
+
+func handleSimulate(logger *slog.Logger, b broker.Broker) http.Handler {
+	type response struct {
+		OrderID   string `json:"orderId"`
+		Published int    `json:"published"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := orderID(w, r)
+		if !ok {
+			return
+		}
+		interval := defaultSimulateInterval
+		if q := r.URL.Query(); q.Has("interval") {
+			d, err := time.ParseDuration(q.Get("interval"))
+			if err != nil || d < 0 || d > maxSimulateInterval {
+				writeProblem(w, r, http.StatusBadRequest,
+					fmt.Sprintf("interval %q must be a Go duration from 0s to %v", q.Get("interval"), maxSimulateInterval))
+				return
+			}
+			interval = d
+		}
+		// The answer comes only when the simulation is done: lift the
+		// server-wide write deadline for as long as it can take.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(7*interval + 30*time.Second))
+		n, err := simulate(r.Context(), b, id, interval)
+		if err != nil {
+			writeBrokerError(logger, w, r, err)
+			return
+		}
+		encodeJSON(w, http.StatusOK, response{OrderID: id.String(), Published: n})
+	})
+}
+
+// simulate publishes every status from the order's next one through
+// Delivered, the first at once and then one per interval. Another publisher
+// may move the order meanwhile: each step starts from the order's status at
+// that moment, and a refused step (someone got there first) is retried from
+// the new status. It returns how many events it published itself.
+func simulate(ctx context.Context, b broker.Broker, id uuid.UUID, interval time.Duration) (int, error) {
+	published := 0
+	var wait <-chan time.Time // nil: the first step goes at once
+	for {
+		if wait != nil {
+			select {
+			case <-ctx.Done():
+				return published, ctx.Err()
+			case <-wait:
+			}
+		}
+		var current order.Status
+		latest, err := b.Latest(ctx, id)
+		switch {
+		case err == nil:
+			current = latest.Update.Status
+		case !errors.Is(err, broker.ErrNotFound):
+			return published, err
+		}
+		next, ok := current.Next()
+		if !ok {
+			if published == 0 {
+				return 0, &order.TransitionError{Current: current, Requested: order.Delivered}
+			}
+			return published, nil // someone else finished it
+		}
+		_, err = b.Publish(ctx, id, next)
+		var te *order.TransitionError
+		switch {
+		case errors.As(err, &te):
+			wait = nil // moved under us: go on at once from where it is now
+			continue
+		case err != nil:
+			return published, err
+		}
+		published++
+		if next == order.Delivered {
+			return published, nil
+		}
+		wait = time.After(interval)
+	}
+}

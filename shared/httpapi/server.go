@@ -1,0 +1,96 @@
+// Package httpapi serves the orderstream contract over HTTP: publish,
+// simulate, read and stream an order's updates. It knows nothing of where it
+// runs: the local server and the Lambda functions all wrap NewServer.
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/orderstream/orderstream/shared/broker"
+)
+
+// Config tunes the streams. Zero fields take the contract's defaults.
+type Config struct {
+	HeartbeatInterval time.Duration // keep-alive comment when idle; default 15s
+	RetryInterval     time.Duration // the retry: sent to clients; default 3s
+	// WriteTimeout is how long one write to a stream may block before its
+	// client counts as gone; default 10s.
+	WriteTimeout time.Duration
+	// MaxStreamDuration ends a stream after this long (0: never). Lambda
+	// bills until a stream ends and never learns that a client left, so it
+	// caps its streams; the client resumes from its last event id.
+	MaxStreamDuration time.Duration
+	// HistoryOnly answers a stream request with the history and ends it at
+	// once: a bounded replay for transports that buffer the whole response
+	// (API Gateway through the buffered adapter). Clients poll with their
+	// Last-Event-ID.
+	HistoryOnly bool
+	// Done, when closed, ends every open stream cleanly (server shutdown).
+	Done <-chan struct{}
+}
+
+func (c Config) withDefaults() Config {
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 15 * time.Second
+	}
+	if c.RetryInterval <= 0 {
+		c.RetryInterval = 3 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// NewServer returns the handler for the whole API.
+func NewServer(logger *slog.Logger, b broker.Broker, cfg Config) http.Handler {
+	cfg = cfg.withDefaults()
+	mux := http.NewServeMux()
+	addRoutes(mux, logger, b, cfg)
+	var h http.Handler = problemRouting{mux}
+	h = recoverPanics(logger, h)
+	h = logRequests(logger, h)
+	return h
+}
+
+// problemRouting lets the mux route, but says its own 404 and 405 answers
+// (plain text there) as problem+json, keeping the mux's Allow header.
+type problemRouting struct{ mux *http.ServeMux }
+
+func (p problemRouting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := p.mux.Handler(r)
+	if pattern != "" {
+		p.mux.ServeHTTP(w, r)
+		return
+	}
+	// No route matched: ask the mux what it would answer, and say it our way.
+	rec := &headerRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	switch rec.status {
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", rec.header.Get("Allow"))
+		writeProblem(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed here; allowed: "+rec.header.Get("Allow"))
+	default:
+		writeProblem(w, r, http.StatusNotFound, "no such path: "+r.URL.Path)
+	}
+}
+
+// headerRecorder captures the status and headers of the mux's fallback
+// handlers and drops their plain-text bodies.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+func (h *headerRecorder) WriteHeader(status int) {
+	if h.status == 0 {
+		h.status = status
+	}
+}
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	h.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
