@@ -1,0 +1,50 @@
+# orderstream: `make run` serves on :8080, `make test` runs every test.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := $(CURDIR)/bin
+# Root needs no sudo (CI, these machines); a laptop user gets asked.
+SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Parts add their own checks to TEST_TARGETS and their binaries' rules.
+TEST_TARGETS :=
+-include functions/lambda.mk
+-include loadtest/loadtest.mk
+
+.PHONY: run test test-go bench build fmt-check vet deps redis-server help
+
+help:
+	@echo "make run     serve on :8080 (REDIS_URL=redis://... make run for the Redis broker)"
+	@echo "make test    every test, with -race (installs redis-server when missing)"
+	@echo "make bench   benchmarks of the hot paths"
+	@echo "make build   binaries into bin/"
+
+run:
+	$(GO) run ./local
+
+build:
+	$(GO) build -o $(BIN)/orderstream ./local
+
+test: deps fmt-check vet test-go $(TEST_TARGETS)
+
+test-go:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./shared/...
+
+deps: redis-server
+
+# The Redis broker's tests start a real redis-server (Debian's package).
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server is missing: installing Debian's package"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; \
+	}
+	@command -v redis-server >/dev/null 2>&1 || { echo "could not install redis-server: apt-get install redis-server"; exit 1; }
