@@ -1,0 +1,192 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/order"
+	"github.com/orderstream/orderstream/shared/sse"
+)
+
+var lifecycle = []order.Status{order.Created, order.PaymentConfirmed, order.Packed, order.Shipped, order.OutForDelivery, order.Delivered}
+
+// discardWriter is a ResponseWriter that keeps nothing; ready is signalled
+// by the first write (the retry: field), which comes after Subscribe.
+type discardWriter struct {
+	header http.Header
+	ready  func()
+	once   sync.Once
+}
+
+func (w *discardWriter) Header() http.Header { return w.header }
+func (w *discardWriter) WriteHeader(int)     {}
+func (w *discardWriter) Write(p []byte) (int, error) {
+	w.once.Do(w.ready)
+	return len(p), nil
+}
+
+// BenchmarkFanout measures the core's fan-out: one order, N subscribers
+// (the real stream handler, writing into memory), a whole order lifecycle
+// published. deliveries/s counts events written to subscribers.
+func BenchmarkFanout(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+			br := broker.NewMemory(broker.Options{})
+			defer br.Close()
+			h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, Config{})
+			var elapsed time.Duration
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				id := uuid.New()
+				var ready, done sync.WaitGroup
+				ready.Add(n)
+				for range n {
+					w := &discardWriter{header: http.Header{}, ready: ready.Done}
+					req := httptest.NewRequest("GET", "/orders/"+id.String()+"/stream", nil)
+					done.Go(func() { h.ServeHTTP(w, req) })
+				}
+				ready.Wait()
+				b.StartTimer()
+				start := time.Now()
+				for _, s := range lifecycle {
+					if _, err := br.Publish(context.Background(), id, s); err != nil {
+						b.Fatal(err)
+					}
+				}
+				done.Wait() // every handler wrote Delivered and returned
+				elapsed += time.Since(start)
+			}
+			b.ReportMetric(float64(n*len(lifecycle)*b.N)/elapsed.Seconds(), "deliveries/s")
+		})
+	}
+}
+
+// BenchmarkFanoutVsRawTCP puts our fan-out beside the physical limit of the
+// box in one run: the same frames to the same number of loopback TCP
+// connections, once through the stream handler and once by a bare loop of
+// conn.Write calls. Both sides' clients read with the sse decoder. The
+// ratio (ours/raw deliveries per second) is the figure the README quotes.
+func BenchmarkFanoutVsRawTCP(b *testing.B) {
+	for _, n := range []int{1000, 4000} {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+			br := broker.NewMemory(broker.Options{})
+			defer br.Close()
+			srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, Config{}))
+			defer srv.Close()
+			var ours, raw time.Duration
+			for range b.N {
+				ours += oursOnce(b, srv.URL, br, n)
+				raw += rawOnce(b, n)
+			}
+			events := float64(n * len(lifecycle) * b.N)
+			b.ReportMetric(events/ours.Seconds(), "ours-deliveries/s")
+			b.ReportMetric(events/raw.Seconds(), "raw-deliveries/s")
+			b.ReportMetric(raw.Seconds()/ours.Seconds(), "ratio")
+		})
+	}
+}
+
+// readEvents reads a stream until want events have come, then signals.
+func readEvents(r io.Reader, want int, got *sync.WaitGroup) {
+	defer got.Done()
+	dec := sse.NewDecoder(r)
+	for range want {
+		if _, err := dec.Next(); err != nil {
+			return
+		}
+	}
+}
+
+func oursOnce(b *testing.B, base string, br broker.Broker, n int) time.Duration {
+	id := uuid.New()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1}}
+	defer client.CloseIdleConnections()
+	var got sync.WaitGroup
+	bodies := make([]io.ReadCloser, n)
+	for i := range n {
+		res, err := client.Get(base + "/orders/" + id.String() + "/stream")
+		if err != nil {
+			b.Fatal(err)
+		}
+		bodies[i] = res.Body
+		// The retry: field arrives after Subscribe: then this one is live.
+		if _, err := res.Body.Read(make([]byte, 16)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	got.Add(n)
+	for _, body := range bodies {
+		go readEvents(body, len(lifecycle), &got)
+	}
+	start := time.Now()
+	for _, s := range lifecycle {
+		if _, err := br.Publish(context.Background(), id, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	got.Wait()
+	d := time.Since(start)
+	for _, body := range bodies {
+		body.Close()
+	}
+	return d
+}
+
+func rawOnce(b *testing.B, n int) time.Duration {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	var got sync.WaitGroup
+	got.Add(n)
+	clients := make([]net.Conn, n)
+	servers := make([]net.Conn, n)
+	for i := range n {
+		if clients[i], err = net.Dial("tcp", ln.Addr().String()); err != nil {
+			b.Fatal(err)
+		}
+		if servers[i], err = ln.Accept(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range clients {
+		go readEvents(c, len(lifecycle), &got)
+	}
+	// The frames our handler writes, made the same way, ready in advance.
+	id := uuid.New()
+	frames := make([][]byte, len(lifecycle))
+	for i, s := range lifecycle {
+		ev, _ := broker.NewEvent(broker.EventID{MS: uint64(time.Now().UnixMilli()), Seq: uint64(i)},
+			order.Update{OrderID: id, Status: s, Timestamp: time.Now().UTC()})
+		frames[i], _ = sse.AppendMessage(nil, sse.Message{ID: ev.ID, Event: eventType, Data: ev.Data})
+	}
+	start := time.Now()
+	for _, f := range frames {
+		for _, c := range servers {
+			if _, err := c.Write(f); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	got.Wait()
+	d := time.Since(start)
+	for i := range n {
+		clients[i].Close()
+		servers[i].Close()
+	}
+	return d
+}
+

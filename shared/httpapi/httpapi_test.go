@@ -1,0 +1,344 @@
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/order"
+	"github.com/orderstream/orderstream/shared/sse"
+)
+
+// syncBuffer collects log output from handler goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newTestServer(t *testing.T, b broker.Broker, cfg Config) (*httptest.Server, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(logs, nil)), b, cfg))
+	t.Cleanup(srv.Close)
+	return srv, logs
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestStalledReaderIsCutOff: a client that stops reading fills the socket
+// buffers; the per-write deadline then ends its stream, publishers are never
+// held up, and the broker drops it rather than queue for it.
+func TestStalledReaderIsCutOff(t *testing.T) {
+	b := broker.NewMemory(broker.Options{SubscriberBuffer: 1})
+	defer b.Close()
+	logs := &syncBuffer{}
+	h := NewServer(slog.New(slog.NewTextHandler(logs, nil)), b, Config{
+		HeartbeatInterval: time.Millisecond, // fills the buffers fast
+		WriteTimeout:      200 * time.Millisecond,
+	})
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener = smallBufferListener{srv.Listener}
+	srv.Start()
+	defer srv.Close()
+
+	id := uuid.New()
+	// A client with a tiny receive buffer that never reads after its request.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
+	}}
+	conn, err := d.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET /orders/"+id.String()+"/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+
+	// Publishers go on at full speed while the reader is stuck.
+	waitFor(t, "the stalled stream to be cut off", func() bool {
+		return strings.Contains(logs.String(), "path=/orders/"+id.String()+"/stream")
+	})
+	for _, s := range []order.Status{order.Created, order.PaymentConfirmed, order.Packed} {
+		if _, err := b.Publish(context.Background(), id, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// smallBufferListener gives accepted connections a small send buffer, so a
+// stalled reader blocks the server's writes within a few kilobytes.
+type smallBufferListener struct{ net.Listener }
+
+func (l smallBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(1024)
+	}
+	return c, err
+}
+
+func TestPanicBecomesProblem(t *testing.T) {
+	logs := &syncBuffer{}
+	h := recoverPanics(slog.New(slog.NewTextHandler(logs, nil)), http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic("boom")
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
+	if rec.Code != 500 || rec.Header().Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("panic answered %d %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	if !strings.Contains(logs.String(), "boom") {
+		t.Fatal("the panic was not logged")
+	}
+
+	// Once a stream has begun, a panic ends it without a second header.
+	h = recoverPanics(slog.New(slog.NewTextHandler(io.Discard, nil)), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(200)
+		io.WriteString(w, "retry: 3000\n\n")
+		panic("mid-stream")
+	}))
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
+	if rec.Code != 200 || rec.Body.String() != "retry: 3000\n\n" {
+		t.Fatalf("mid-stream panic: %d %q", rec.Code, rec.Body.String())
+	}
+}
+
+// noFlushWriter is a ResponseWriter like Lambda's: no Flush, no deadlines.
+type noFlushWriter struct {
+	mu     sync.Mutex
+	header http.Header
+	code   int
+	chunks []string
+}
+
+func (w *noFlushWriter) Header() http.Header { return w.header }
+func (w *noFlushWriter) WriteHeader(code int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.code == 0 {
+		w.code = code
+	}
+}
+func (w *noFlushWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(200)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.chunks = append(w.chunks, string(p))
+	return len(p), nil
+}
+func (w *noFlushWriter) body() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.chunks, "")
+}
+
+func decodeAll(t *testing.T, body string) []sse.Message {
+	t.Helper()
+	dec := sse.NewDecoder(strings.NewReader(body))
+	var out []sse.Message
+	for {
+		m, err := dec.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+}
+
+// TestStreamWithoutFlusher: a writer that can't flush or take deadlines
+// (Lambda's) still gets every event, one frame per write, and the stream
+// ends at MaxStreamDuration so its client resumes.
+func TestStreamWithoutFlusher(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, Config{
+		HeartbeatInterval: 20 * time.Millisecond,
+		MaxStreamDuration: 300 * time.Millisecond,
+	})
+	id := uuid.New()
+	b.Publish(context.Background(), id, order.Created)
+	w := &noFlushWriter{header: http.Header{}}
+	done := make(chan struct{})
+	go func() {
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/orders/"+id.String()+"/stream", nil))
+		close(done)
+	}()
+	waitFor(t, "the history event", func() bool { return strings.Contains(w.body(), "Created") })
+	b.Publish(context.Background(), id, order.Packed)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("MaxStreamDuration did not end the stream")
+	}
+	msgs := decodeAll(t, w.body())
+	if len(msgs) != 2 || !strings.Contains(msgs[1].Data, "Packed") {
+		t.Fatalf("got %+v", msgs)
+	}
+	if !strings.Contains(w.body(), ": keep-alive") {
+		t.Fatal("no heartbeat while idle")
+	}
+	for _, c := range w.chunks {
+		if strings.HasPrefix(c, "id:") && !strings.HasSuffix(c, "\n\n") {
+			t.Fatalf("an event spans writes: %q", c)
+		}
+	}
+}
+
+func TestHistoryOnlyReplaysAndEnds(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	srv, _ := newTestServer(t, b, Config{HistoryOnly: true})
+	id := uuid.New()
+	first, _ := b.Publish(context.Background(), id, order.Created)
+	b.Publish(context.Background(), id, order.Packed)
+	for _, tt := range []struct {
+		lastID string
+		want   int
+	}{{"", 2}, {first.ID, 1}} {
+		req, _ := http.NewRequest("GET", srv.URL+"/orders/"+id.String()+"/stream", nil)
+		if tt.lastID != "" {
+			req.Header.Set("Last-Event-ID", tt.lastID)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body) // returns: the replay ends
+		res.Body.Close()
+		if got := len(decodeAll(t, string(body))); got != tt.want {
+			t.Fatalf("after %q: %d events, want %d", tt.lastID, got, tt.want)
+		}
+	}
+}
+
+func TestHeadStream(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	srv, _ := newTestServer(t, b, Config{})
+	res, err := http.Head(srv.URL + "/orders/" + uuid.NewString() + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("HEAD: %d %q", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+}
+
+func TestLastEventID(t *testing.T) {
+	tests := []struct {
+		header, query string
+		hasHeader     bool
+		want          broker.EventID
+		wantErr       bool
+	}{
+		{want: broker.EventID{}},
+		{header: "5-1", hasHeader: true, want: broker.EventID{MS: 5, Seq: 1}},
+		{query: "7-0", want: broker.EventID{MS: 7}},
+		{header: "5-1", hasHeader: true, query: "7-0", want: broker.EventID{MS: 5, Seq: 1}},
+		{header: "", hasHeader: true, query: "7-0", want: broker.EventID{}}, // an empty header is EventSource's "start over"
+		{header: "x", hasHeader: true, wantErr: true},
+		{query: "1-2-3", wantErr: true},
+	}
+	for _, tt := range tests {
+		url := "/orders/x/stream"
+		if tt.query != "" {
+			url += "?lastEventId=" + tt.query
+		}
+		r := httptest.NewRequest("GET", url, nil)
+		if tt.hasHeader {
+			r.Header.Set("Last-Event-ID", tt.header)
+		}
+		got, err := lastEventID(r)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("header %q query %q: %v, %v", tt.header, tt.query, got, err)
+		}
+	}
+}
+
+// TestBrokerDownAnswers503 uses a closed broker, which reports itself
+// unavailable: every endpoint that needs it says 503 with Retry-After.
+func TestBrokerDownAnswers503(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	srv, _ := newTestServer(t, b, Config{})
+	b.Close()
+	id := uuid.NewString()
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/healthz", ""},
+		{"GET", "/orders/" + id, ""},
+		{"GET", "/orders/" + id + "/stream", ""},
+		{"POST", "/orders/" + id + "/events", `{"status":"Created"}`},
+		{"POST", "/orders/" + id + "/simulate?interval=0s", ""},
+	} {
+		req, _ := http.NewRequest(r.method, srv.URL+r.path, strings.NewReader(r.body))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 503 || res.Header.Get("Retry-After") == "" || res.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s %s: %d Retry-After %q", r.method, r.path, res.StatusCode, res.Header.Get("Retry-After"))
+		}
+	}
+}
+
+// TestSlowBodyTimesOut: a client that trickles its body is answered 408
+// rather than holding the handler.
+func TestSlowBodyIsRefused(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	srv, _ := newTestServer(t, b, Config{})
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "POST /orders/"+uuid.NewString()+"/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"sta")
+	// Never send the rest: the server gives up after bodyReadTimeout.
+	conn.SetReadDeadline(time.Now().Add(bodyReadTimeout + 10*time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("trickled body: %d, want 408", res.StatusCode)
+	}
+}
