@@ -438,4 +438,3 @@ func TestConfigErrors(t *testing.T) {
 		t.Error("a bad flag was accepted")
 	}
 }
-

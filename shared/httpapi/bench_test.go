@@ -189,4 +189,3 @@ func rawOnce(b *testing.B, n int) time.Duration {
 	}
 	return d
 }
-
