@@ -10,13 +10,14 @@ TEST_TARGETS :=
 -include functions/lambda.mk
 -include loadtest/loadtest.mk
 
-.PHONY: run test test-go bench build fmt-check vet deps redis-server help
+.PHONY: run test test-go bench build fuzz fmt-check vet deps redis-server help
 
 help:
 	@echo "make run     serve on :8080 (REDIS_URL=redis://... make run for the Redis broker)"
 	@echo "make test    every test, with -race (installs redis-server when missing)"
 	@echo "make bench   benchmarks of the hot paths"
 	@echo "make build   binaries into bin/"
+	@echo "make fuzz    every fuzzer for FUZZTIME (default 1m) each"
 
 run:
 	$(GO) run ./local
@@ -38,6 +39,15 @@ vet:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./shared/...
+
+# Every fuzzer in the module, one after another (go test runs one at a time).
+FUZZTIME ?= 1m
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 deps: redis-server
 

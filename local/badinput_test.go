@@ -81,6 +81,8 @@ func TestBadInput(t *testing.T) {
 		{"unknown path", "GET", "/nope", nil, "", 404, ""},
 		{"orders root", "GET", "/orders", nil, "", 404, ""},
 		{"unknown sub-resource", "GET", "/orders/" + id + "/history", nil, "", 404, ""},
+		{"dot segments", "GET", "/orders/" + id + "/../" + id + "/stream", nil, "", 404, ""},
+		{"double slash", "GET", "/orders//" + id, nil, "", 404, ""},
 		{"trailing slash", "GET", "/orders/" + id + "/stream/", nil, "", 404, ""},
 	}
 	for _, tt := range tests {

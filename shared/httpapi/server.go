@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"log/slog"
+	"path"
 	"net/http"
 	"time"
 
@@ -60,6 +61,12 @@ func NewServer(logger *slog.Logger, b broker.Broker, cfg Config) http.Handler {
 type problemRouting struct{ mux *http.ServeMux }
 
 func (p problemRouting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The mux would redirect a path with dot segments or doubled slashes to
+	// its clean form; no path of this API has them, so say so instead.
+	if clean := path.Clean(r.URL.Path); clean != r.URL.Path && clean+"/" != r.URL.Path {
+		writeProblem(w, r, http.StatusNotFound, "no such path: "+r.URL.Path)
+		return
+	}
 	h, pattern := p.mux.Handler(r)
 	if pattern != "" {
 		p.mux.ServeHTTP(w, r)
