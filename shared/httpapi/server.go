@@ -5,8 +5,8 @@ package httpapi
 
 import (
 	"log/slog"
-	"path"
 	"net/http"
+	"path"
 	"time"
 
 	"github.com/orderstream/orderstream/shared/broker"
