@@ -128,5 +128,14 @@ func (c Config) OpenBroker(ctx context.Context, logger *slog.Logger) (broker.Bro
 	if c.RedisURL == "" {
 		return broker.NewMemory(opts), nil
 	}
-	return nil, errors.New("REDIS_URL is set, but the Redis broker is not built yet")
+	r, err := broker.NewRedis(ctx, broker.RedisConfig{
+		URL:       c.RedisURL,
+		KeyPrefix: c.RedisKeyPrefix,
+		Options:   opts,
+		Logger:    logger,
+	})
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return r, nil
 }

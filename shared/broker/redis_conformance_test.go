@@ -1,0 +1,28 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
+	"github.com/orderstream/orderstream/shared/broker/redistest"
+)
+
+func TestRedisConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	var n atomic.Int64
+	brokertest.Run(t, func(t *testing.T, opts broker.Options) broker.Broker {
+		b, err := broker.NewRedis(context.Background(), broker.RedisConfig{
+			URL:       srv.URL(),
+			KeyPrefix: fmt.Sprintf("conformance-%d:", n.Add(1)), // a fresh keyspace per subtest
+			Options:   opts,
+		})
+		if err != nil {
+			t.Fatalf("NewRedis: %v", err)
+		}
+		return b
+	})
+}

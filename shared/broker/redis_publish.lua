@@ -1,0 +1,74 @@
+-- Publish one status change of one order: check the transition and append it
+-- as a single atomic step, so that of two racing publishers (on any instance)
+-- at most one moves the order.
+--
+-- KEYS[1]  the order's stream: its whole history, one entry per event
+-- KEYS[2]  the order's latest-event hash (id, status, ts): Latest in O(1)
+-- ARGV[1]  requested status name
+-- ARGV[2]  retention after a terminal status, in milliseconds
+-- ARGV[3]  time-to-live of an unfinished order after its last event, in milliseconds
+-- ARGV[4]  MAXLEN guard for the stream
+-- ARGV[5]  pub/sub channel of the order's live events
+--
+-- Returns {1, id, ts, prev} when accepted (ts in microseconds since the epoch,
+-- prev the id of the event before, "0-0" for the first), {0, current} when the
+-- transition is refused. Statuses are stored by name, never by number.
+
+-- rank mirrors order.Status: the rules below are order.CheckTransition's.
+local rank = {Created = 1, PaymentConfirmed = 2, Packed = 3, Shipped = 4, OutForDelivery = 5, Delivered = 6, Cancelled = 7}
+
+local function terminal(name)
+  return name == 'Delivered' or name == 'Cancelled'
+end
+
+local to = ARGV[1]
+if rank[to] == nil then
+  return redis.error_reply('ERR orderstream: unknown status ' .. tostring(to))
+end
+
+local last = redis.call('HMGET', KEYS[2], 'id', 'status', 'ts')
+local prev, current, lastTS = last[1], last[2], tonumber(last[3])
+
+if current then
+  local from = rank[current]
+  if from == nil then
+    return redis.error_reply('ERR orderstream: stored status ' .. tostring(current) .. ' is unknown')
+  end
+  local allowed
+  if terminal(current) then
+    allowed = false
+  elseif to == 'Cancelled' then
+    allowed = from < rank.Shipped
+  else
+    allowed = rank[to] > from
+  end
+  if not allowed then
+    return {0, current}
+  end
+end
+
+-- The time is Redis's, so that every instance stamps with one clock, and it
+-- never goes back for an order even if Redis's clock does.
+local now = redis.call('TIME')
+local ts = tonumber(now[1]) * 1000000 + tonumber(now[2])
+if lastTS and lastTS > ts then
+  ts = lastTS
+end
+ts = string.format('%.0f', ts) -- an integer below 2^53: exact in a Lua number
+
+-- '*' lets Redis choose the id: strictly greater than every id in the stream.
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[4], '*', 'status', to, 'ts', ts)
+redis.call('HSET', KEYS[2], 'id', id, 'status', to, 'ts', ts)
+
+local ttl = ARGV[3]
+if terminal(to) then
+  ttl = ARGV[2]
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+
+prev = prev or '0-0'
+-- The live message names the event before it, so that a subscriber that
+-- missed a message sees the gap and reads it back from the stream.
+redis.call('PUBLISH', ARGV[5], id .. ' ' .. prev .. ' ' .. to .. ' ' .. ts)
+return {1, id, ts, prev}
