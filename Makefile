@@ -10,7 +10,7 @@ TEST_TARGETS :=
 -include functions/lambda.mk
 -include loadtest/loadtest.mk
 
-.PHONY: run test test-go bench build fuzz fmt-check vet deps redis-server help
+.PHONY: run test test-go bench build fuzz fuzz-short fmt-check vet deps redis-server chromium screenshot help
 
 help:
 	@echo "make run     serve on :8080 (REDIS_URL=redis://... make run for the Redis broker)"
@@ -27,8 +27,12 @@ build:
 
 test: deps fmt-check vet test-go $(TEST_TARGETS)
 
+# Tests keep what they save with t.ArtifactDir (the browser test's
+# screenshot) under $(ARTIFACTS)/_artifacts; each logs its path.
+ARTIFACTS ?= $(CURDIR)/test-artifacts
 test-go:
-	$(GO) test -race -count=1 -timeout 15m ./...
+	@mkdir -p $(ARTIFACTS)
+	$(GO) test -race -count=1 -timeout 15m -artifacts -outputdir $(ARTIFACTS) ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -49,7 +53,7 @@ fuzz:
 		done; \
 	done
 
-deps: redis-server
+deps: redis-server chromium
 
 # The Redis broker's tests start a real redis-server (Debian's package).
 redis-server:
@@ -58,3 +62,16 @@ redis-server:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; \
 	}
 	@command -v redis-server >/dev/null 2>&1 || { echo "could not install redis-server: apt-get install redis-server"; exit 1; }
+
+# The page's browser test (local/browser_test.go) drives a real headless
+# Chromium (Debian's package) through chromedp.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "chromium is missing: installing Debian's package"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; \
+	}
+	@command -v chromium >/dev/null 2>&1 || { echo "could not install chromium: apt-get install chromium"; exit 1; }
+
+# docs/page.png, the README's picture of the page, from the browser test.
+screenshot: deps
+	$(GO) test -count=1 -run '^TestPageInBrowser$$' ./local -update-docs-screenshot

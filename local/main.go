@@ -65,10 +65,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Handler: httpapi.NewServer(logger, b, cfg.HTTP(streamsDone)),
 		// Streams extend their own write deadline per write, so this only
 		// bounds ordinary requests. No ReadTimeout: net/http would cancel a
-		// long stream's context when it expired.
-		ReadHeaderTimeout: 10 * time.Second,
+		// long stream's context when it expired. ReadHeaderTimeout and the
+		// handlers' own body deadline keep a slowloris client from holding a
+		// connection with a request it never finishes.
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}

@@ -26,18 +26,50 @@ import (
 type server struct {
 	URL  string
 	stop func() error // cancels run's context and returns what run returned
+	log  *logLines    // what it logged so far
 }
 
-// startServer runs the server with env on a free loopback port and waits
-// until /healthz answers.
+// logLines collects a server's log lines.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, line)
+}
+
+// count returns how many lines contain every one of parts.
+func (l *logLines) count(parts ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+lines:
+	for _, line := range l.lines {
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				continue lines
+			}
+		}
+		n++
+	}
+	return n
+}
+
+// startServer runs the server with env on a free loopback port (or on
+// env's ADDR, to restart one on the same port) and waits until /healthz
+// answers.
 func startServer(t *testing.T, env map[string]string) *server {
 	t.Helper()
 	getenv := func(k string) string {
-		if k == "ADDR" {
+		if k == "ADDR" && env[k] == "" {
 			return "127.0.0.1:0"
 		}
 		return env[k]
 	}
+	log := &logLines{}
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -52,6 +84,7 @@ func startServer(t *testing.T, env map[string]string) *server {
 		sc := bufio.NewScanner(pr)
 		re := regexp.MustCompile(`msg=listening addr=(\S+)`)
 		for sc.Scan() {
+			log.add(sc.Text())
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
 			}
@@ -61,7 +94,7 @@ func startServer(t *testing.T, env map[string]string) *server {
 		}
 		io.Copy(io.Discard, pr)
 	}()
-	s := &server{stop: func() error {
+	s := &server{log: log, stop: func() error {
 		cancel()
 		select {
 		case err := <-done:

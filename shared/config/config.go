@@ -9,7 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"strconv"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/httpapi"
@@ -24,6 +29,30 @@ type Config struct {
 	OrderRetention    time.Duration // ORDER_RETENTION
 	WriteTimeout      time.Duration // STREAM_WRITE_TIMEOUT: a client stuck this long is cut off
 	MaxStreamDuration time.Duration // MAX_STREAM_DURATION: 0 never (Lambda sets it)
+
+	// Hardening (docs/security.md). Everything is off by default; the strings
+	// stay strings here (parsed in Validate and HTTP) so Config stays comparable.
+
+	Metrics bool // METRICS: serve GET /metrics (Prometheus text format)
+
+	MaxStreams             int    // MAX_STREAMS: per instance, 503 beyond; 0 no limit
+	MaxStreamsPerClient    int    // MAX_STREAMS_PER_CLIENT: per client address, 429 beyond; 0 no limit
+	MaxSubscribersPerOrder int    // MAX_SUBSCRIBERS_PER_ORDER: per order and instance, 503 beyond; 0 no limit
+	TrustedProxies         string // TRUSTED_PROXIES: CIDRs whose X-Forwarded-For is believed
+
+	CORSAllowedOrigins string // CORS_ALLOWED_ORIGINS: comma-separated origins, or *
+
+	// Authentication: on when a key is set (one of the first three).
+	AuthJWTSecret        string // AUTH_JWT_SECRET: HS256 shared secret (environment only)
+	AuthJWTPublicKey     string // AUTH_JWT_PUBLIC_KEY: RS256/ES256 public key, PEM (environment only)
+	AuthJWTPublicKeyFile string // AUTH_JWT_PUBLIC_KEY_FILE: or the file that holds it
+	AuthJWTIssuer        string // AUTH_JWT_ISSUER: required iss, if set
+	AuthJWTAudience      string // AUTH_JWT_AUDIENCE: required aud, if set
+	AuthCookie           string // AUTH_COOKIE: cookie a subscriber token may come in
+
+	// The local server's own http.Server (Lambda has none): slowloris guards.
+	ReadHeaderTimeout time.Duration // READ_HEADER_TIMEOUT
+	IdleTimeout       time.Duration // IDLE_TIMEOUT: keep-alive connections between requests
 }
 
 // Default is the contract's defaults.
@@ -34,6 +63,9 @@ func Default() Config {
 		RetryInterval:     3 * time.Second,
 		OrderRetention:    24 * time.Hour,
 		WriteTimeout:      10 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		AuthCookie:        httpapi.DefaultAuthCookie,
 	}
 }
 
@@ -46,7 +78,36 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	if v := getenv("REDIS_KEY_PREFIX"); v != "" {
 		c.RedisKeyPrefix = v
 	}
+	for _, s := range c.strings() {
+		if v := getenv(s.env); v != "" {
+			*s.dst = v
+		}
+	}
 	var errs []error
+	for _, s := range c.ints() {
+		v := getenv(s.env)
+		if v == "" {
+			continue
+		}
+		parsed, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not a whole number", s.env, v))
+			continue
+		}
+		*s.dst = parsed
+	}
+	for _, s := range c.bools() {
+		v := getenv(s.env)
+		if v == "" {
+			continue
+		}
+		parsed, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not a boolean such as true or false", s.env, v))
+			continue
+		}
+		*s.dst = parsed
+	}
 	for _, d := range c.durations() {
 		v := getenv(d.env)
 		if v == "" {
@@ -77,6 +138,51 @@ func (c *Config) durations() []durationSetting {
 		{"ORDER_RETENTION", "retention", "how long a finished order stays readable", &c.OrderRetention},
 		{"STREAM_WRITE_TIMEOUT", "write-timeout", "how long a write to a stuck client may block before it is cut off", &c.WriteTimeout},
 		{"MAX_STREAM_DURATION", "max-stream", "end each stream after this long; clients resume (0: never)", &c.MaxStreamDuration},
+		{"READ_HEADER_TIMEOUT", "read-header-timeout", "how long a client may take to send its request headers (local server)", &c.ReadHeaderTimeout},
+		{"IDLE_TIMEOUT", "idle-timeout", "how long an idle keep-alive connection stays open (local server)", &c.IdleTimeout},
+	}
+}
+
+type intSetting struct {
+	env, flag, usage string
+	dst              *int
+}
+
+func (c *Config) ints() []intSetting {
+	return []intSetting{
+		{"MAX_STREAMS", "max-streams", "streams open on this instance, 503 beyond (0: no limit)", &c.MaxStreams},
+		{"MAX_STREAMS_PER_CLIENT", "max-streams-per-client", "streams one client address holds open, 429 beyond (0: no limit)", &c.MaxStreamsPerClient},
+		{"MAX_SUBSCRIBERS_PER_ORDER", "max-subscribers-per-order", "streams open on one order on this instance, 503 beyond (0: no limit)", &c.MaxSubscribersPerOrder},
+	}
+}
+
+type stringSetting struct {
+	env, flag, usage string // flag "": environment only (a secret on a command line is visible to every user)
+	dst              *string
+}
+
+// strings are the settings beyond the contract's own REDIS_* pair.
+func (c *Config) strings() []stringSetting {
+	return []stringSetting{
+		{"TRUSTED_PROXIES", "trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed", &c.TrustedProxies},
+		{"CORS_ALLOWED_ORIGINS", "cors-origins", "comma-separated origins (https://shop.example) whose pages may call the API, or * (no cookies)", &c.CORSAllowedOrigins},
+		{"AUTH_JWT_SECRET", "", "", &c.AuthJWTSecret},
+		{"AUTH_JWT_PUBLIC_KEY", "", "", &c.AuthJWTPublicKey},
+		{"AUTH_JWT_PUBLIC_KEY_FILE", "auth-public-key-file", "PEM file of the RS256/ES256 public key that signs tokens; turns auth on", &c.AuthJWTPublicKeyFile},
+		{"AUTH_JWT_ISSUER", "auth-issuer", "the iss every token must carry (empty: not checked)", &c.AuthJWTIssuer},
+		{"AUTH_JWT_AUDIENCE", "auth-audience", "the aud every token must name (empty: not checked)", &c.AuthJWTAudience},
+		{"AUTH_COOKIE", "auth-cookie", "the cookie a subscriber token may come in", &c.AuthCookie},
+	}
+}
+
+type boolSetting struct {
+	env, flag, usage string
+	dst              *bool
+}
+
+func (c *Config) bools() []boolSetting {
+	return []boolSetting{
+		{"METRICS", "metrics", "serve Prometheus metrics at GET /metrics", &c.Metrics},
 	}
 }
 
@@ -87,6 +193,17 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisKeyPrefix, "redis-key-prefix", c.RedisKeyPrefix, "prefix of every Redis key")
 	for _, d := range c.durations() {
 		fs.DurationVar(d.dst, d.flag, *d.dst, d.usage+" ($"+d.env+")")
+	}
+	for _, s := range c.bools() {
+		fs.BoolVar(s.dst, s.flag, *s.dst, s.usage+" ($"+s.env+")")
+	}
+	for _, s := range c.ints() {
+		fs.IntVar(s.dst, s.flag, *s.dst, s.usage+" ($"+s.env+")")
+	}
+	for _, s := range c.strings() {
+		if s.flag != "" {
+			fs.StringVar(s.dst, s.flag, *s.dst, s.usage+" ($"+s.env+")")
+		}
 	}
 }
 
@@ -101,6 +218,25 @@ func (c Config) Validate() error {
 	positive("HEARTBEAT_INTERVAL", c.HeartbeatInterval)
 	positive("ORDER_RETENTION", c.OrderRetention)
 	positive("STREAM_WRITE_TIMEOUT", c.WriteTimeout)
+	positive("READ_HEADER_TIMEOUT", c.ReadHeaderTimeout)
+	positive("IDLE_TIMEOUT", c.IdleTimeout)
+	for _, s := range c.ints() {
+		if *s.dst < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (0: no limit), got %d", s.env, *s.dst))
+		}
+	}
+	if _, err := httpapi.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("TRUSTED_PROXIES=%q: %w (want CIDRs such as 10.0.0.0/8, comma-separated)", c.TrustedProxies, err))
+	}
+	if _, err := httpapi.ParseOrigins(c.CORSAllowedOrigins); err != nil {
+		errs = append(errs, fmt.Errorf("CORS_ALLOWED_ORIGINS: %w", err))
+	}
+	if err := c.auth().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("AUTH_JWT_*: %w", err))
+	}
+	if (&http.Cookie{Name: c.AuthCookie, Value: "x"}).Valid() != nil {
+		errs = append(errs, fmt.Errorf("AUTH_COOKIE=%q is not a cookie name", c.AuthCookie))
+	}
 	if c.RetryInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("RETRY_INTERVAL must be at least 1ms, got %v", c.RetryInterval))
 	}
@@ -110,16 +246,49 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// HTTP returns the stream settings for httpapi.NewServer; done ends every
-// stream when closed.
+// HTTP returns the settings for httpapi.NewServer; done ends every stream
+// when closed. Call it on a configuration that passed Validate. Each call
+// makes a new metrics registry (with the Go runtime and process collectors),
+// so that nothing is global.
 func (c Config) HTTP(done <-chan struct{}) httpapi.Config {
-	return httpapi.Config{
+	h := httpapi.Config{
 		HeartbeatInterval: c.HeartbeatInterval,
 		RetryInterval:     c.RetryInterval,
 		WriteTimeout:      c.WriteTimeout,
 		MaxStreamDuration: c.MaxStreamDuration,
 		Done:              done,
+
+		MaxStreams:             c.MaxStreams,
+		MaxStreamsPerClient:    c.MaxStreamsPerClient,
+		MaxSubscribersPerOrder: c.MaxSubscribersPerOrder,
 	}
+	// Validate reported errors; a bad list here means none (fail closed).
+	h.TrustedProxies, _ = httpapi.ParseTrustedProxies(c.TrustedProxies)
+	h.CORSAllowedOrigins, _ = httpapi.ParseOrigins(c.CORSAllowedOrigins)
+	h.Auth = c.auth()
+	if c.Metrics {
+		h.Metrics = prometheus.NewRegistry()
+		h.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return h
+}
+
+// auth is the authentication settings; a key that can't be used makes
+// NewServer refuse every protected request (fail closed).
+func (c Config) auth() httpapi.AuthConfig {
+	a := httpapi.AuthConfig{
+		PublicKeyFile: c.AuthJWTPublicKeyFile,
+		Issuer:        c.AuthJWTIssuer,
+		Audience:      c.AuthJWTAudience,
+		Cookie:        c.AuthCookie,
+	}
+	if c.AuthJWTSecret != "" {
+		a.Secret = []byte(c.AuthJWTSecret)
+	}
+	if c.AuthJWTPublicKey != "" {
+		a.PublicKeyPEM = []byte(c.AuthJWTPublicKey)
+	}
+	return a
 }
 
 // OpenBroker opens the broker the configuration names.

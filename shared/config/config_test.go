@@ -60,3 +60,90 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		t.Fatalf("heartbeat %v (want the flag's 1s), retry %v (want the env's 2s)", c.HeartbeatInterval, c.RetryInterval)
 	}
 }
+
+// TestHardening covers the settings of docs/security.md: each is off by
+// default, on with its variable, and a bad value is an error naming it.
+func TestHardening(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		check   func(Config) bool
+		wantErr string
+	}{
+		{"metrics on", map[string]string{"METRICS": "true"}, func(c Config) bool { return c.Metrics }, ""},
+		{"metrics off", map[string]string{"METRICS": "0"}, func(c Config) bool { return !c.Metrics }, ""},
+		{"metrics not a boolean", map[string]string{"METRICS": "yes please"}, nil, "METRICS"},
+		{"limits", map[string]string{
+			"MAX_STREAMS": "10000", "MAX_STREAMS_PER_CLIENT": "20", "MAX_SUBSCRIBERS_PER_ORDER": "500",
+			"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1", "READ_HEADER_TIMEOUT": "5s", "IDLE_TIMEOUT": "30s",
+		}, func(c Config) bool {
+			h := c.HTTP(nil)
+			return h.MaxStreams == 10000 && h.MaxStreamsPerClient == 20 && h.MaxSubscribersPerOrder == 500 &&
+				len(h.TrustedProxies) == 2 && c.ReadHeaderTimeout == 5*time.Second && c.IdleTimeout == 30*time.Second
+		}, ""},
+		{"limit not a number", map[string]string{"MAX_STREAMS": "lots"}, nil, "MAX_STREAMS"},
+		{"negative limit", map[string]string{"MAX_STREAMS_PER_CLIENT": "-1"}, nil, "MAX_STREAMS_PER_CLIENT must not be negative"},
+		{"bad proxy", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, nil, "TRUSTED_PROXIES"},
+		{"zero header timeout", map[string]string{"READ_HEADER_TIMEOUT": "0s"}, nil, "READ_HEADER_TIMEOUT must be positive"},
+		{"cors", map[string]string{"CORS_ALLOWED_ORIGINS": "https://shop.example, http://localhost:3000"}, func(c Config) bool {
+			o := c.HTTP(nil).CORSAllowedOrigins
+			return len(o) == 2 && o[0] == "https://shop.example" && o[1] == "http://localhost:3000"
+		}, ""},
+		{"cors origin with a path", map[string]string{"CORS_ALLOWED_ORIGINS": "https://shop.example/app"}, nil, "CORS_ALLOWED_ORIGINS"},
+		{"auth with a secret", map[string]string{"AUTH_JWT_SECRET": strings.Repeat("s", 32), "AUTH_JWT_ISSUER": "https://shop.example"},
+			func(c Config) bool {
+				a := c.HTTP(nil).Auth
+				return a.Enabled() && string(a.Secret) == strings.Repeat("s", 32) && a.Issuer == "https://shop.example" && a.Cookie == "orderstream_token"
+			}, ""},
+		{"auth secret too short", map[string]string{"AUTH_JWT_SECRET": "hunter2"}, nil, "at least 32"},
+		{"auth key not PEM", map[string]string{"AUTH_JWT_PUBLIC_KEY": "ssh-rsa AAAA"}, nil, "AUTH_JWT_"},
+		{"auth key file missing", map[string]string{"AUTH_JWT_PUBLIC_KEY_FILE": "/nonexistent/key.pem"}, nil, "read public key"},
+		{"auth secret and key", map[string]string{"AUTH_JWT_SECRET": strings.Repeat("s", 32), "AUTH_JWT_PUBLIC_KEY_FILE": "/k.pem"}, nil, "not both"},
+		{"auth cookie name", map[string]string{"AUTH_COOKIE": "a b"}, nil, "AUTH_COOKIE"},
+		{"zero idle timeout", map[string]string{"IDLE_TIMEOUT": "0s"}, nil, "IDLE_TIMEOUT must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := FromEnv(func(k string) string { return tt.env[k] })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got %v, want an error naming %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !tt.check(c) {
+				t.Fatalf("got %+v, %v", c, err)
+			}
+		})
+	}
+}
+
+func TestHTTPDefaultsAddNothing(t *testing.T) {
+	h := Default().HTTP(nil)
+	if h.Metrics != nil || h.Auth.Enabled() || h.MaxStreams != 0 || h.MaxStreamsPerClient != 0 || h.MaxSubscribersPerOrder != 0 || h.TrustedProxies != nil || h.CORSAllowedOrigins != nil {
+		t.Fatalf("defaults turn on: %+v", h)
+	}
+	c := Default()
+	c.Metrics = true
+	if c.HTTP(nil).Metrics == c.HTTP(nil).Metrics {
+		t.Fatal("two HTTP() calls share a metrics registry")
+	}
+}
+
+// TestSecretsHaveNoFlags: a secret on a command line is visible to every
+// user of the machine (ps), so it comes from the environment only.
+func TestSecretsHaveNoFlags(t *testing.T) {
+	c := Default()
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		if strings.Contains(f.Name, "secret") || f.Name == "auth-public-key" {
+			t.Errorf("flag -%s carries a secret", f.Name)
+		}
+	})
+	for _, name := range []string{"metrics", "max-streams", "max-streams-per-client", "max-subscribers-per-order", "trusted-proxies", "cors-origins", "auth-public-key-file", "auth-issuer", "auth-audience", "auth-cookie", "read-header-timeout", "idle-timeout"} {
+		if fs.Lookup(name) == nil {
+			t.Errorf("no flag -%s", name)
+		}
+	}
+}

@@ -36,7 +36,7 @@ func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter
 
 // logRequests writes one line per request when it ends (for a stream: when
 // the stream ends), never one per event.
-func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
+func logRequests(logger *slog.Logger, m *metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rw := &recordingWriter{ResponseWriter: w}
@@ -45,6 +45,8 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 		if status == 0 {
 			status = http.StatusOK
 		}
+		// The mux sets r.Pattern on the request it routed: a bounded label.
+		m.request(r.Pattern, status)
 		logger.Info("request",
 			"method", r.Method, "path", r.URL.Path, "status", status,
 			"bytes", rw.bytes, "duration", time.Since(start).Round(time.Microsecond),

@@ -41,7 +41,7 @@ func (p publishRequest) valid() (order.Status, map[string]string) {
 	return s, nil
 }
 
-func handlePublish(logger *slog.Logger, b broker.Broker) http.Handler {
+func handlePublish(logger *slog.Logger, b broker.Broker, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := orderID(w, r)
 		if !ok {
@@ -59,15 +59,16 @@ func handlePublish(logger *slog.Logger, b broker.Broker) http.Handler {
 		}
 		ev, err := b.Publish(r.Context(), id, status)
 		if err != nil {
-			writeBrokerError(logger, w, r, err)
+			writeBrokerError(logger, m, "publish", w, r, err)
 			return
 		}
+		m.eventPublished()
 		w.Header().Set("Location", "/orders/"+id.String())
 		writeJSON(w, http.StatusCreated, []byte(ev.Data))
 	})
 }
 
-func handleGetOrder(logger *slog.Logger, b broker.Broker) http.Handler {
+func handleGetOrder(logger *slog.Logger, b broker.Broker, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := orderID(w, r)
 		if !ok {
@@ -75,7 +76,7 @@ func handleGetOrder(logger *slog.Logger, b broker.Broker) http.Handler {
 		}
 		ev, err := b.Latest(r.Context(), id)
 		if err != nil {
-			writeBrokerError(logger, w, r, err)
+			writeBrokerError(logger, m, "latest", w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, []byte(ev.Data))
@@ -85,12 +86,13 @@ func handleGetOrder(logger *slog.Logger, b broker.Broker) http.Handler {
 // healthTimeout keeps /healthz inside the contract's 3 s to report a lost broker.
 const healthTimeout = 2500 * time.Millisecond
 
-func handleHealth(logger *slog.Logger, b broker.Broker) http.Handler {
+func handleHealth(logger *slog.Logger, b broker.Broker, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 		defer cancel()
 		if err := b.Ping(ctx); err != nil {
 			logger.Warn("health check failed", "err", err)
+			m.brokerError("ping")
 			writeProblem(w, r, http.StatusServiceUnavailable, "the event broker is unreachable")
 			return
 		}
@@ -103,7 +105,7 @@ const (
 	maxSimulateInterval     = 10 * time.Second
 )
 
-func handleSimulate(logger *slog.Logger, b broker.Broker) http.Handler {
+func handleSimulate(logger *slog.Logger, b broker.Broker, m *metrics) http.Handler {
 	type response struct {
 		OrderID   string `json:"orderId"`
 		Published int    `json:"published"`
@@ -126,9 +128,9 @@ func handleSimulate(logger *slog.Logger, b broker.Broker) http.Handler {
 		// The answer comes only when the simulation is done: lift the
 		// server-wide write deadline for as long as it can take.
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(7*interval + 30*time.Second))
-		n, err := simulate(r.Context(), b, id, interval)
+		n, err := simulate(r.Context(), b, id, interval, m.eventPublished)
 		if err != nil {
-			writeBrokerError(logger, w, r, err)
+			writeBrokerError(logger, m, "simulate", w, r, err)
 			return
 		}
 		encodeJSON(w, http.StatusOK, response{OrderID: id.String(), Published: n})
@@ -139,8 +141,9 @@ func handleSimulate(logger *slog.Logger, b broker.Broker) http.Handler {
 // Delivered, the first at once and then one per interval. Another publisher
 // may move the order meanwhile: each step starts from the order's status at
 // that moment, and a refused step (someone got there first) is retried from
-// the new status. It returns how many events it published itself.
-func simulate(ctx context.Context, b broker.Broker, id uuid.UUID, interval time.Duration) (int, error) {
+// the new status. It calls onPublish after each of its events and returns
+// how many it published itself.
+func simulate(ctx context.Context, b broker.Broker, id uuid.UUID, interval time.Duration, onPublish func()) (int, error) {
 	published := 0
 	var wait <-chan time.Time // nil: the first step goes at once
 	for {
@@ -176,6 +179,7 @@ func simulate(ctx context.Context, b broker.Broker, id uuid.UUID, interval time.
 			return published, err
 		}
 		published++
+		onPublish()
 		if next == order.Delivered {
 			return published, nil
 		}

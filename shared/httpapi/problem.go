@@ -51,9 +51,9 @@ func writeProblemBody(w http.ResponseWriter, p problem) {
 
 // writeBrokerError turns what a broker said into the contract's answer:
 // refusals are the client's business (409, 404); anything else means the
-// broker can't serve now (503 with Retry-After), never a 500, since nothing
-// the client sent caused it.
-func writeBrokerError(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
+// broker can't serve now (503 with Retry-After, counted under op), never a
+// 500, since nothing the client sent caused it.
+func writeBrokerError(logger *slog.Logger, m *metrics, op string, w http.ResponseWriter, r *http.Request, err error) {
 	var te *order.TransitionError
 	switch {
 	case errors.As(err, &te):
@@ -70,6 +70,7 @@ func writeBrokerError(logger *slog.Logger, w http.ResponseWriter, r *http.Reques
 		w.WriteHeader(statusClientClosedRequest)
 	default:
 		logger.Warn("broker unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		m.brokerError(op)
 		writeProblem(w, r, http.StatusServiceUnavailable, "the event broker is unavailable; try again shortly")
 	}
 }

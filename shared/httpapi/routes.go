@@ -7,12 +7,17 @@ import (
 	"github.com/orderstream/orderstream/shared/broker"
 )
 
-// addRoutes is the whole API on one screen; see shared/CONTRACT.md.
-func addRoutes(mux *http.ServeMux, logger *slog.Logger, b broker.Broker, cfg Config) {
+// addRoutes is the whole API on one screen; see shared/CONTRACT.md. Routes
+// beyond the contract exist only when their setting is on. With auth nil
+// (no key configured), publisher and subscriber let every request through.
+func addRoutes(mux *http.ServeMux, logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, limits *streamLimits, auth *authenticator) {
 	mux.Handle("GET /{$}", handlePage())
-	mux.Handle("GET /healthz", handleHealth(logger, b))
-	mux.Handle("GET /orders/{id}", handleGetOrder(logger, b))
-	mux.Handle("GET /orders/{id}/stream", handleStream(logger, b, cfg))
-	mux.Handle("POST /orders/{id}/events", handlePublish(logger, b))
-	mux.Handle("POST /orders/{id}/simulate", handleSimulate(logger, b))
+	mux.Handle("GET /healthz", handleHealth(logger, b, m))
+	mux.Handle("GET /orders/{id}", auth.subscriber(handleGetOrder(logger, b, m)))
+	mux.Handle("GET /orders/{id}/stream", auth.subscriber(handleStream(logger, b, cfg, m, limits)))
+	mux.Handle("POST /orders/{id}/events", auth.publisher(handlePublish(logger, b, m)))
+	mux.Handle("POST /orders/{id}/simulate", auth.publisher(handleSimulate(logger, b, m)))
+	if m != nil {
+		mux.Handle("GET /metrics", auth.metricsReader(m.handler()))
+	}
 }

@@ -6,8 +6,11 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"path"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderstream/orderstream/shared/broker"
 )
@@ -30,6 +33,38 @@ type Config struct {
 	HistoryOnly bool
 	// Done, when closed, ends every open stream cleanly (server shutdown).
 	Done <-chan struct{}
+
+	// Everything below is off when zero, and then the server behaves exactly
+	// as the contract says with nothing added.
+
+	// Metrics, when set, gets the service's series and is served at GET
+	// /metrics in Prometheus's text format. It is the caller's registry, so
+	// that nothing is global and tests can read it.
+	Metrics *prometheus.Registry
+
+	// MaxStreams caps the streams open on this instance: beyond it, 503
+	// with Retry-After.
+	MaxStreams int
+	// MaxStreamsPerClient caps the streams one client address (an IPv4
+	// address or an IPv6 /64) holds open on this instance: beyond it, 429
+	// with Retry-After. See TrustedProxies for what the address is.
+	MaxStreamsPerClient int
+	// MaxSubscribersPerOrder caps one order's open streams on this
+	// instance: beyond it, 503 with Retry-After.
+	MaxSubscribersPerOrder int
+	// TrustedProxies are the peers whose X-Forwarded-For is believed when
+	// telling clients apart. Empty: the connection's peer address, always.
+	TrustedProxies []netip.Prefix
+
+	// CORSAllowedOrigins are the browser origins (as ParseOrigins returns
+	// them, or "*" for any origin without cookies) whose pages may call the
+	// API. Empty: no CORS headers, and preflights are refused (405).
+	CORSAllowedOrigins []string
+
+	// Auth, when it has a key, requires bearer tokens (JWT): ScopePublish to
+	// publish and simulate, an orders claim naming the order to read or
+	// stream it, ScopeMetrics for /metrics. The page and /healthz stay open.
+	Auth AuthConfig
 }
 
 func (c Config) withDefaults() Config {
@@ -48,11 +83,15 @@ func (c Config) withDefaults() Config {
 // NewServer returns the handler for the whole API.
 func NewServer(logger *slog.Logger, b broker.Broker, cfg Config) http.Handler {
 	cfg = cfg.withDefaults()
+	m := newMetrics(cfg.Metrics)
 	mux := http.NewServeMux()
-	addRoutes(mux, logger, b, cfg)
+	addRoutes(mux, logger, b, cfg, m, newStreamLimits(cfg), authFromConfig(logger, cfg.Auth, m))
 	var h http.Handler = problemRouting{mux}
+	// CORS goes before routing: a preflight is answered whatever the path,
+	// and every answer, problems included, carries its headers.
+	h = newCORS(cfg.CORSAllowedOrigins).wrap(h)
 	h = recoverPanics(logger, h)
-	h = logRequests(logger, h)
+	h = logRequests(logger, m, h)
 	return h
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/orderstream/orderstream/shared/broker"
@@ -41,7 +42,7 @@ func lastEventID(r *http.Request) (broker.EventID, error) {
 	return id, nil
 }
 
-func handleStream(logger *slog.Logger, b broker.Broker, cfg Config) http.Handler {
+func handleStream(logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, limits *streamLimits) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := orderID(w, r)
 		if !ok {
@@ -52,9 +53,16 @@ func handleStream(logger *slog.Logger, b broker.Broker, cfg Config) http.Handler
 			writeProblem(w, r, http.StatusBadRequest, err.Error())
 			return
 		}
+		release, refused := limits.acquire(r, id)
+		if refused != nil {
+			m.streamRejected(refused.limit)
+			writeProblem(w, r, refused.status, refused.detail)
+			return
+		}
+		defer release()
 		sub, err := b.Subscribe(r.Context(), id, after)
 		if err != nil {
-			writeBrokerError(logger, w, r, err)
+			writeBrokerError(logger, m, "subscribe", w, r, err)
 			return
 		}
 		defer sub.Close()
@@ -72,13 +80,15 @@ func handleStream(logger *slog.Logger, b broker.Broker, cfg Config) http.Handler
 			return
 		}
 
-		s := &streamWriter{w: w, rc: http.NewResponseController(w), timeout: cfg.WriteTimeout}
+		m.streamOpened()
+		defer m.streamClosed()
+		s := &streamWriter{w: w, rc: http.NewResponseController(w), timeout: cfg.WriteTimeout, m: m}
 		s.buf = sse.AppendRetry(s.buf, cfg.RetryInterval)
 		if s.flush() != nil {
 			return
 		}
 		for _, ev := range sub.History {
-			if s.event(ev) != nil {
+			if s.event(ev, false) != nil {
 				return
 			}
 		}
@@ -100,12 +110,19 @@ func handleStream(logger *slog.Logger, b broker.Broker, cfg Config) http.Handler
 				if !ok {
 					// Finished (nil), dropped as too slow, or the broker went
 					// away: end the stream; the client resumes from its last id.
-					if err := sub.Err(); err != nil {
+					switch err := sub.Err(); {
+					case errors.Is(err, broker.ErrSlowSubscriber):
+						m.subscriberDropped("buffer")
+						logger.Info("stream ended early", "order", id, "reason", err)
+					case errors.Is(err, broker.ErrClosed):
+						logger.Info("stream ended early", "order", id, "reason", err)
+					case err != nil:
+						m.brokerError("stream")
 						logger.Info("stream ended early", "order", id, "reason", err)
 					}
 					return
 				}
-				if s.event(ev) != nil || ev.Update.Status.Terminal() {
+				if s.event(ev, true) != nil || ev.Update.Status.Terminal() {
 					return
 				}
 				heartbeat.Reset(cfg.HeartbeatInterval)
@@ -135,15 +152,22 @@ type streamWriter struct {
 	rc      *http.ResponseController
 	timeout time.Duration
 	buf     []byte
+	m       *metrics
 }
 
-func (s *streamWriter) event(ev broker.Event) error {
+// event sends ev; live says it was just published (not history), so its
+// delivery latency is worth recording.
+func (s *streamWriter) event(ev broker.Event, live bool) error {
 	var err error
 	s.buf, err = sse.AppendMessage(s.buf, sse.Message{ID: ev.ID, Event: eventType, Data: ev.Data})
 	if err != nil {
 		return err // cannot happen for a broker's events; ending the stream is the safe answer
 	}
-	return s.flush()
+	if err := s.flush(); err != nil {
+		return err
+	}
+	s.m.eventDelivered(ev.Update.Timestamp, live)
+	return nil
 }
 
 func (s *streamWriter) flush() error {
@@ -155,6 +179,9 @@ func (s *streamWriter) flush() error {
 	_, err := s.w.Write(s.buf)
 	s.buf = s.buf[:0]
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			s.m.subscriberDropped("write_timeout")
+		}
 		return err
 	}
 	if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {

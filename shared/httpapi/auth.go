@@ -1,0 +1,360 @@
+package httpapi
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/orderstream/orderstream/shared/order"
+)
+
+// Scopes and claims a token carries (see docs/security.md).
+const (
+	// ScopePublish lets a token publish and simulate, for every order.
+	ScopePublish = "orders:publish"
+	// ScopeMetrics lets a token read GET /metrics.
+	ScopeMetrics = "metrics:read"
+	// AllOrders in a token's orders claim lets it read every order.
+	AllOrders = "*"
+	// DefaultAuthCookie is the cookie a subscriber token may come in.
+	DefaultAuthCookie = "orderstream_token"
+	// minSecretBytes is HS256's key size: a shorter secret is guessable.
+	minSecretBytes = 32
+	// maxTokenBytes bounds what is parsed; real tokens are a few hundred bytes.
+	maxTokenBytes = 8 << 10
+	// clockLeeway forgives small clock differences with the token's issuer.
+	clockLeeway = 30 * time.Second
+)
+
+// AuthConfig turns on bearer-token (JWT) authentication when a key is set:
+// Secret for HS256, or a PEM public key for RS256 (an RSA key) or ES256 (a
+// P-256 key). Exactly one key may be set. Zero: no authentication.
+type AuthConfig struct {
+	Secret        []byte // HS256 shared secret, at least 32 bytes
+	PublicKeyPEM  []byte // RS256/ES256 public key (PKIX "PUBLIC KEY" or "RSA PUBLIC KEY")
+	PublicKeyFile string // or the file that holds it, read by NewServer
+	Issuer        string // when set, a token's iss must equal it
+	Audience      string // when set, a token's aud must name it
+	Cookie        string // the cookie subscribers' tokens may come in; default DefaultAuthCookie
+}
+
+// Enabled reports whether a key is set, so that tokens are required.
+func (a AuthConfig) Enabled() bool {
+	return len(a.Secret) > 0 || len(a.PublicKeyPEM) > 0 || a.PublicKeyFile != ""
+}
+
+// Validate reports a key that can't be used (unreadable, unparsable, too
+// short, of a type other than RSA or P-256, or two keys at once).
+func (a AuthConfig) Validate() error {
+	if !a.Enabled() {
+		return nil
+	}
+	_, err := newAuthenticator(a)
+	return err
+}
+
+// Claims are what orderstream reads from a token, beyond exp (required),
+// nbf, iat, iss and aud.
+type Claims struct {
+	jwt.RegisteredClaims
+	// Scope is space-separated (RFC 8693), or a JSON array of scopes.
+	Scope Scopes `json:"scope,omitempty"`
+	// Orders names the orders a subscriber may read (any RFC 4122 form), or
+	// AllOrders. A JSON string is one order.
+	Orders jwt.ClaimStrings `json:"orders,omitempty"`
+}
+
+// Scopes is a scope claim: "a b" or ["a","b"] in JSON.
+type Scopes []string
+
+func (s *Scopes) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*s = strings.Fields(one)
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("scope must be a string or an array of strings")
+	}
+	*s = many
+	return nil
+}
+
+func (s Scopes) MarshalJSON() ([]byte, error) { return json.Marshal(strings.Join(s, " ")) }
+
+// readsOrder reports whether the claims let their holder read the order.
+func (c *Claims) readsOrder(id string) bool {
+	for _, o := range c.Orders {
+		if o == AllOrders {
+			return true
+		}
+		if parsed, err := order.ParseID(o); err == nil && parsed.String() == id {
+			return true
+		}
+	}
+	return false
+}
+
+// authenticator checks tokens. A nil *authenticator lets everything through
+// (authentication off).
+type authenticator struct {
+	parser *jwt.Parser
+	key    any
+	cookie string
+	broken error // a misconfigured key: every protected request is refused
+	m      *metrics
+}
+
+func newAuthenticator(a AuthConfig) (*authenticator, error) {
+	if len(a.Secret) > 0 && (len(a.PublicKeyPEM) > 0 || a.PublicKeyFile != "") {
+		return nil, errors.New("auth: set a shared secret (HS256) or a public key (RS256/ES256), not both")
+	}
+	if len(a.PublicKeyPEM) > 0 && a.PublicKeyFile != "" {
+		return nil, errors.New("auth: set the public key or its file, not both")
+	}
+	var method string
+	var key any
+	switch {
+	case len(a.Secret) > 0:
+		if len(a.Secret) < minSecretBytes {
+			return nil, fmt.Errorf("auth: the HS256 secret has %d bytes; use at least %d random bytes", len(a.Secret), minSecretBytes)
+		}
+		method, key = "HS256", a.Secret
+	default:
+		pemBytes := a.PublicKeyPEM
+		if a.PublicKeyFile != "" {
+			b, err := os.ReadFile(a.PublicKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("auth: read public key: %w", err)
+			}
+			pemBytes = b
+		}
+		var err error
+		method, key, err = parsePublicKey(pemBytes)
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods([]string{method}), // never the token's own choice ("none", HS256 with a public key)
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(clockLeeway),
+	}
+	if a.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(a.Issuer))
+	}
+	if a.Audience != "" {
+		opts = append(opts, jwt.WithAudience(a.Audience))
+	}
+	cookie := a.Cookie
+	if cookie == "" {
+		cookie = DefaultAuthCookie
+	}
+	return &authenticator{parser: jwt.NewParser(opts...), key: key, cookie: cookie}, nil
+}
+
+// parsePublicKey reads the first PEM block: an RSA key (RS256) or an ECDSA
+// P-256 key (ES256).
+func parsePublicKey(b []byte) (method string, key any, err error) {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return "", nil, errors.New("the public key is not PEM (-----BEGIN PUBLIC KEY-----)")
+	}
+	var pub any
+	switch block.Type {
+	case "PUBLIC KEY":
+		pub, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "RSA PUBLIC KEY":
+		pub, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	default:
+		return "", nil, fmt.Errorf("PEM block %q is not a public key", block.Type)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("parse public key: %w", err)
+	}
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return "", nil, fmt.Errorf("the RSA key has %d bits; use at least 2048", k.N.BitLen())
+		}
+		return "RS256", k, nil
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return "", nil, fmt.Errorf("the ECDSA key is on %s; ES256 needs P-256", k.Curve.Params().Name)
+		}
+		return "ES256", k, nil
+	default:
+		return "", nil, fmt.Errorf("a %T key is neither RSA (RS256) nor ECDSA P-256 (ES256)", pub)
+	}
+}
+
+// authFromConfig builds the authenticator NewServer uses: nil when off; when
+// the key can't be used, one that refuses every protected request (fail
+// closed) after saying why in the log.
+func authFromConfig(logger *slog.Logger, a AuthConfig, m *metrics) *authenticator {
+	if !a.Enabled() {
+		return nil
+	}
+	au, err := newAuthenticator(a)
+	if err != nil {
+		logger.Error("authentication is misconfigured: refusing every protected request", "err", err)
+		au = &authenticator{broken: err}
+	}
+	au.m = m
+	return au
+}
+
+// authError is a refused request: 401 (no usable token) or 403 (a good
+// token that doesn't allow this).
+type authError struct {
+	status int
+	code   string // RFC 6750 error code for WWW-Authenticate; "" when no token came
+	detail string
+	scope  string // the scope that was missing, on 403
+}
+
+func (e *authError) write(w http.ResponseWriter, r *http.Request, m *metrics) {
+	m.authFailed(e.status)
+	challenge := `Bearer realm="orderstream"`
+	if e.code != "" {
+		// The description is one of ours, never the token's text: no quotes to escape.
+		challenge += fmt.Sprintf(`, error=%q, error_description=%q`, e.code, e.detail)
+	}
+	if e.scope != "" {
+		challenge += fmt.Sprintf(`, scope=%q`, e.scope)
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	writeProblem(w, r, e.status, e.detail)
+}
+
+// tokenFrom finds the request's token: the Authorization header, or, where
+// browsers' EventSource can't set headers (orAlsoURLAndCookie), the
+// access_token query parameter or the cookie.
+func (a *authenticator) tokenFrom(r *http.Request, orAlsoURLAndCookie bool) (string, *authError) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, token, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+			return "", &authError{http.StatusUnauthorized, "invalid_request", "the Authorization header must be: Bearer <token>", ""}
+		}
+		return strings.TrimSpace(token), nil
+	}
+	if orAlsoURLAndCookie {
+		if q := r.URL.Query(); q.Has("access_token") {
+			return q.Get("access_token"), nil
+		}
+		if c, err := r.Cookie(a.cookie); err == nil {
+			return c.Value, nil
+		}
+		return "", &authError{http.StatusUnauthorized, "", "a bearer token is required (Authorization header, access_token parameter or " + a.cookie + " cookie)", ""}
+	}
+	return "", &authError{http.StatusUnauthorized, "", "a bearer token is required in the Authorization header", ""}
+}
+
+// verify checks the token's signature, algorithm and times.
+func (a *authenticator) verify(token string) (*Claims, *authError) {
+	invalid := func(detail string) *authError {
+		return &authError{http.StatusUnauthorized, "invalid_token", detail, ""}
+	}
+	if token == "" {
+		return nil, invalid("the token is empty")
+	}
+	if len(token) > maxTokenBytes {
+		return nil, invalid("the token is too long")
+	}
+	claims := &Claims{}
+	_, err := a.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return a.key, nil })
+	switch {
+	case err == nil:
+		return claims, nil
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return nil, invalid("the token has expired")
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return nil, invalid("the token is not valid yet")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return nil, invalid("the token's signature or algorithm is not accepted")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return nil, invalid("the token was issued for another service (iss or aud)")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && claims.ExpiresAt == nil:
+		return nil, invalid("the token has no expiry (exp)")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return nil, invalid("the token was issued for another service (iss or aud missing)")
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return nil, invalid("the token is malformed")
+	default:
+		return nil, invalid("the token is not valid")
+	}
+}
+
+// guard wraps next with a check of the request's token; allow says whether
+// the claims permit the request, or else names the missing scope.
+func (a *authenticator) guard(orAlsoURLAndCookie bool, allow func(*Claims, *http.Request) (bool, string), next http.Handler) http.Handler {
+	if a == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.broken != nil {
+			writeProblem(w, r, http.StatusInternalServerError, "authentication is misconfigured on this server")
+			return
+		}
+		token, aerr := a.tokenFrom(r, orAlsoURLAndCookie)
+		if aerr == nil {
+			var claims *Claims
+			claims, aerr = a.verify(token)
+			if aerr == nil {
+				ok, scope := allow(claims, r)
+				if ok {
+					next.ServeHTTP(w, r)
+					return
+				}
+				aerr = &authError{http.StatusForbidden, "insufficient_scope", "the token does not allow this request", scope}
+			}
+		}
+		aerr.write(w, r, a.m)
+	})
+}
+
+func hasScope(scope string) func(*Claims, *http.Request) (bool, string) {
+	return func(c *Claims, _ *http.Request) (bool, string) {
+		return slices.Contains(c.Scope, scope), scope
+	}
+}
+
+// publisher guards publish and simulate: a token with ScopePublish, in the
+// Authorization header only. A cookie or URL token would let any page the
+// user visits publish in their name (CSRF), and publishers are servers.
+func (a *authenticator) publisher(next http.Handler) http.Handler {
+	return a.guard(false, hasScope(ScopePublish), next)
+}
+
+// subscriber guards reading an order: a token whose orders claim names it
+// (or AllOrders), from the header, the URL or the cookie. A bad id passes
+// to the handler, which answers 400: it names no order to protect.
+func (a *authenticator) subscriber(next http.Handler) http.Handler {
+	return a.guard(true, func(c *Claims, r *http.Request) (bool, string) {
+		id, err := order.ParseID(r.PathValue("id"))
+		if err != nil {
+			return true, ""
+		}
+		return c.readsOrder(id.String()), ""
+	}, next)
+}
+
+// metricsReader guards GET /metrics: a token with ScopeMetrics, in the header.
+func (a *authenticator) metricsReader(next http.Handler) http.Handler {
+	return a.guard(false, hasScope(ScopeMetrics), next)
+}
