@@ -17,7 +17,8 @@ help:
 	@echo "make test    every test, with -race (installs redis-server when missing)"
 	@echo "make bench   benchmarks of the hot paths"
 	@echo "make build   binaries into bin/"
-	@echo "make fuzz    every fuzzer for FUZZTIME (default 1m) each"
+	@echo "make fuzz    every fuzzer for FUZZTIME (default 1m) each; make test runs each for FUZZTIME_SHORT (5s)"
+	@echo "make screenshot  docs/page.png from the browser test"
 
 run:
 	$(GO) run ./local
@@ -25,7 +26,7 @@ run:
 build:
 	$(GO) build -o $(BIN)/orderstream ./local
 
-test: deps fmt-check vet test-go $(TEST_TARGETS)
+test: deps fmt-check vet test-go fuzz-short $(TEST_TARGETS)
 
 # Tests keep what they save with t.ArtifactDir (the browser test's
 # screenshot) under $(ARTIFACTS)/_artifacts; each logs its path.
@@ -44,14 +45,25 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./shared/...
 
-# Every fuzzer in the module, one after another (go test runs one at a time).
+# Every fuzzer in the module, one after another (go test -fuzz takes one at
+# a time): FUZZTIME each for `make fuzz`, FUZZTIME_SHORT each in `make test`
+# (ten fuzzers at 5s: about a minute and a half with the start-ups).
 FUZZTIME ?= 1m
-fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+FUZZTIME_SHORT ?= 5s
+define run-fuzzers
+	@set -e; for dir in $$($(GO) list -f '{{.Dir}}' ./...); do \
+		for f in $$(grep -h '^func Fuzz' $$dir/*_test.go 2>/dev/null | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "== $${dir#$(CURDIR)/} $$f ($(1))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(1) $$dir; \
 		done; \
 	done
+endef
+
+fuzz:
+	$(call run-fuzzers,$(FUZZTIME))
+
+fuzz-short:
+	$(call run-fuzzers,$(FUZZTIME_SHORT))
 
 deps: redis-server chromium
 

@@ -105,6 +105,11 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("stream did not end after Delivered: %v", err)
 	}
 	waitFor(t, "the stream to close", func() bool { return metricValue(t, reg, "orderstream_streams_open") == 0 })
+	// Three events, one log line: logs are per request, never per event.
+	waitFor(t, "the stream's request line", func() bool { return strings.Contains(logs.String(), "path=/orders/"+id+"/stream") })
+	if n := strings.Count(logs.String(), "/orders/"+id+"/stream"); n != 1 {
+		t.Fatalf("%d log lines name the stream, want 1:\n%s", n, logs)
+	}
 	if got := metricValue(t, reg, "orderstream_events_delivered_total"); got != 3 {
 		t.Fatalf("delivered %v, want 3", got)
 	}
