@@ -1,0 +1,120 @@
+// Command stream is the response-streaming Lambda function: the whole
+// orderstream API (streams, and every other route too) served by
+// shared/httpapi through aws-lambda-go's lambdaurl adapter, so that each SSE
+// frame leaves the function as it is written.
+//
+// It answers two kinds of event with the same handler: a Lambda function
+// URL's (InvokeMode RESPONSE_STREAM; the path without a VPC) and an API
+// Gateway REST API's streaming Lambda proxy integration's (the VPC path,
+// where function URLs do not stream). See template.yaml.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/orderstream/orderstream/functions/internal/boot"
+	"github.com/orderstream/orderstream/shared/config"
+	"github.com/orderstream/orderstream/shared/httpapi"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "orderstream stream function:", err)
+		if rerr := boot.ReportInitError(os.Getenv, err); rerr != nil {
+			fmt.Fprintln(os.Stderr, rerr)
+		}
+		os.Exit(1)
+	}
+}
+
+// defaultMaxStreamDuration caps each stream when MAX_STREAM_DURATION is unset.
+// Lambda bills a stream until it ends and never learns that its client left,
+// so the cap is what an abandoned stream costs at most (5 min at 128 MB
+// arm64: about $0.0005). Ending costs the client one reconnection after its
+// retry: delay, resuming with Last-Event-ID, nothing lost; against a 5 min
+// cap that is one new invocation per 5 min of watching, negligible next to
+// the duration billed. It is a third of the 15 min function timeout, so the
+// end is always ours (a clean end of the body) and never Lambda's timeout.
+const defaultMaxStreamDuration = 5 * time.Minute
+
+// deadlineMargin is how long before the invocation's deadline every request
+// is ended, whatever MAX_STREAM_DURATION says (0, or longer than the
+// function's timeout): time for the last bytes to leave and the response to
+// be closed, so the client sees a clean end and resumes.
+const deadlineMargin = 2 * time.Second
+
+// run wires configuration, broker and handler, hands them to the Lambda
+// runtime loop and returns when ctx ends (SIGTERM at shutdown). Every error
+// it returns happened during initialisation.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	if err := boot.CheckRuntimeAPI(getenv); err != nil {
+		return err
+	}
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	if getenv("MAX_STREAM_DURATION") == "" {
+		cfg.MaxStreamDuration = defaultMaxStreamDuration
+	}
+	logger := boot.Logger(stdout)
+
+	b, err := cfg.OpenBroker(ctx, logger)
+	if err != nil {
+		return fmt.Errorf("open broker: %w", err)
+	}
+	defer b.Close()
+
+	streamsDone := make(chan struct{})
+	var h http.Handler = httpapi.NewServer(logger, b, cfg.HTTP(streamsDone))
+	h = endBeforeDeadline(deadlineMargin, h)
+
+	brokerKind := "memory"
+	if cfg.RedisURL != "" {
+		brokerKind = "redis"
+	}
+	logger.Info("starting", "function", "stream", "broker", brokerKind,
+		"maxStreamDuration", cfg.MaxStreamDuration.String(),
+		"heartbeatInterval", cfg.HeartbeatInterval.String())
+
+	// Start never returns: it serves invocations until the process ends, and
+	// exits the process itself if the Runtime API fails. WithEnableSIGTERM
+	// registers an internal extension, without which Lambda sends no SIGTERM
+	// before it stops an instance.
+	go lambda.StartHandlerFunc(eventHandler(h),
+		lambda.WithContext(ctx),
+		lambda.WithEnableSIGTERM(func() { logger.Info("SIGTERM: instance shutting down") }))
+
+	<-ctx.Done()
+	// Lambda stops an instance only between invocations, so no stream is open
+	// here; closing streamsDone covers runtimes that do otherwise.
+	close(streamsDone)
+	logger.Info("stopped")
+	return nil
+}
+
+// endBeforeDeadline ends each request deadlineMargin before its invocation's
+// deadline by cancelling its context, which the core treats as the end of a
+// stream. Without it a stream outliving the function's timeout would be cut
+// by Lambda mid-frame and reported as a failed invocation.
+func endBeforeDeadline(margin time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if deadline, ok := r.Context().Deadline(); ok {
+			ctx, cancel := context.WithDeadline(r.Context(), deadline.Add(-margin))
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
