@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+func startRaw(t *testing.T) string { return startFaulty(t, "") }
+
+func startFaulty(t *testing.T, fault string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	srv := newRawServer()
+	srv.fault = fault
+	go func() { done <- srv.serve(ctx, ln, 50*time.Millisecond) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func TestRoundAgainstRawServer(t *testing.T) {
+	base := startRaw(t)
+	srcs := []net.IP{net.IPv4(127, 0, 0, 1)}
+	for _, interval := range []string{"0s", "5ms"} {
+		r, err := runRound(context.Background(), base, os.Getpid(), 60, 6, interval, srcs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.delivered != 60*perOrder || r.expected != r.delivered || len(r.lat) != r.delivered {
+			t.Errorf("interval %s: delivered %d of %d, %d latencies", interval, r.delivered, r.expected, len(r.lat))
+		}
+		if r.gaps+r.duplicates+r.errs != 0 {
+			t.Errorf("interval %s: gaps %d duplicates %d errors %d", interval, r.gaps, r.duplicates, r.errs)
+		}
+		if r.connectCPU+r.fanOutCPU <= 0 {
+			t.Errorf("interval %s: no CPU time measured", interval)
+		}
+		if r.window() <= 0 {
+			t.Errorf("interval %s: window %v", interval, r.window())
+		}
+	}
+}
+
+// TestFaultsAreSeen: the faults the smoke run uses to prove that the k6
+// thresholds can fail are seen by the same checks the k6 extension uses.
+func TestFaultsAreSeen(t *testing.T) {
+	srcs := []net.IP{net.IPv4(127, 0, 0, 1)}
+	for _, fault := range []string{faultGap, faultDuplicate} {
+		r, err := runRound(context.Background(), startFaulty(t, fault), 0, 20, 2, "0s", srcs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case fault == faultGap && (r.gaps != 20 || r.delivered != 20*(perOrder-1)):
+			t.Errorf("gap: %d gaps, %d delivered; want 20 and %d", r.gaps, r.delivered, 20*(perOrder-1))
+		// The client stops reading at Delivered, before its copy.
+		case fault == faultDuplicate && (r.duplicates != 20*(perOrder-1) || r.delivered != 20*perOrder):
+			t.Errorf("duplicate: %d duplicates, %d delivered; want %d and %d", r.duplicates, r.delivered, 20*(perOrder-1), 20*perOrder)
+		}
+	}
+}
+
+func TestHoldAgainstRawServer(t *testing.T) {
+	base := startRaw(t)
+	held, heartbeats, mem, err := holdStreams(context.Background(), base, os.Getpid(), 20, 2, 2, 200*time.Millisecond, []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil || held != 20 || heartbeats < 20 {
+		t.Fatalf("held %d, %d heartbeats, %v; want 20, >= 20, nil", held, heartbeats, err)
+	}
+	if len(mem) != 3 || mem[0].Streams != 0 || mem[2].Streams != 20 || mem[2].RSSKiB <= 0 {
+		t.Errorf("memory points %+v; want 0, 10 and 20 streams with RSS", mem)
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	v := make([]float64, 100)
+	for i := range v {
+		v[99-i] = float64(i + 1)
+	}
+	if p := percentiles(v); p != [4]float64{51, 96, 100, 100} {
+		t.Errorf("percentiles = %v", p)
+	}
+}

@@ -1,0 +1,39 @@
+// Command baseline measures the physical limit of SSE fan-out on this box,
+// so that orderstream's figures can be stated as a fraction of it.
+//
+//	baseline serve [-addr 127.0.0.1:0] [-heartbeat 15s]
+//	    a raw fan-out server: the same frames, one write(2) per frame per
+//	    connection, nothing else
+//	baseline bench -raw URL -service URL [-n 10000] [-k 100] [-rounds 3]
+//	    the same lean client against both, in alternating rounds:
+//	    deliveries/s and latency p50/p95/p99, and their ratios
+//	baseline bench -hold 20s -raw URL -service URL -n 10000
+//	    hold idle streams (measure the servers' memory meanwhile)
+//
+// Server and client are separate processes: each may hold 20,000 open files.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: baseline serve|bench [flags]  (-h for flags)")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "bench":
+		err = bench(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q: want serve or bench", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "baseline:", err)
+		os.Exit(1)
+	}
+}

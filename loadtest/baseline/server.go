@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/orderstream/orderstream/shared/sse"
+)
+
+// The raw server speaks just enough HTTP/1.1 for the same clients (k6's
+// scripts, bench) to use it as they use orderstream:
+//
+//	GET  /orders/{id}/stream              the frames so far, then live ones
+//	POST /orders/{id}/simulate?interval=  Created..Delivered, one per interval
+//	GET  /healthz
+//
+// What it leaves out is everything orderstream does besides moving bytes: no
+// broker, no validation, no per-stream goroutine, no net/http, no chunked
+// encoding, no flush per frame: a frame is one write(2) per connection, from
+// the publishing goroutine, straight down the list of subscribers. That is
+// as close to the box's limit as a fan-out gets, so orderstream's figures
+// over this one's say how much of the box the service uses well.
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback only unless you mean it)")
+	heartbeat := fs.Duration("heartbeat", 15*time.Second, "keep-alive comment interval")
+	fault := fs.String("fault", "", "misbehave on purpose, to show that the suite's thresholds fail: "+
+		"gap (live subscribers miss Packed) or duplicate (live subscribers get every frame twice)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *fault != "" && *fault != faultGap && *fault != faultDuplicate {
+		return fmt.Errorf("-fault %q: want gap or duplicate", *fault)
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// The same line orderstream logs, so one script finds either's port.
+	fmt.Printf("level=INFO msg=listening addr=%s broker=raw\n", ln.Addr())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv := newRawServer()
+	srv.fault = *fault
+	return srv.serve(ctx, ln, *heartbeat)
+}
+
+// The faults a raw server can be told to commit.
+const (
+	faultGap       = "gap"
+	faultDuplicate = "duplicate"
+)
+
+func newRawServer() *rawServer { return &rawServer{orders: make(map[string]*rawOrder)} }
+
+// serve accepts until ctx ends.
+func (s *rawServer) serve(ctx context.Context, ln net.Listener, heartbeat time.Duration) error {
+	go s.heartbeats(ctx, heartbeat)
+	go func() { <-ctx.Done(); ln.Close() }()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		go s.handle(c)
+	}
+}
+
+type rawServer struct {
+	mu     sync.Mutex
+	orders map[string]*rawOrder
+	fault  string // "", faultGap or faultDuplicate
+}
+
+type rawOrder struct {
+	mu      sync.Mutex
+	subs    []*rawSub
+	history [][]byte
+	done    bool
+}
+
+// rawSub is one stream: the connection and a lock so that a heartbeat and a
+// frame never interleave.
+type rawSub struct {
+	mu   sync.Mutex
+	conn net.Conn
+	dead bool
+}
+
+const writeTimeout = 10 * time.Second
+
+func (s *rawSub) write(b []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return false
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := s.conn.Write(b); err != nil {
+		s.dead = true
+		s.conn.Close()
+		return false
+	}
+	return true
+}
+
+func (s *rawSub) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dead = true
+	s.conn.Close()
+}
+
+func (s *rawServer) order(id string) *rawOrder {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.orders[id]
+	if o == nil {
+		o = &rawOrder{}
+		s.orders[id] = o
+	}
+	return o
+}
+
+var streamHead = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+	"X-Accel-Buffering: no\r\nConnection: close\r\n\r\n" + "retry: 3000\n\n")
+
+func (s *rawServer) handle(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	req, err := http.ReadRequest(bufio.NewReaderSize(c, 1024))
+	if err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	parts := strings.Split(strings.Trim(req.URL.Path, "/"), "/")
+	switch {
+	case req.Method == http.MethodGet && req.URL.Path == "/healthz":
+		reply(c, 200, `{"status":"ok"}`)
+	case req.Method == http.MethodGet && len(parts) == 3 && parts[0] == "orders" && parts[2] == "stream":
+		s.subscribe(c, parts[1])
+	case req.Method == http.MethodPost && len(parts) == 3 && parts[0] == "orders" && parts[2] == "simulate":
+		interval, err := time.ParseDuration(req.URL.Query().Get("interval"))
+		if err != nil {
+			interval = 2 * time.Second
+		}
+		n := s.simulate(parts[1], interval)
+		b, _ := json.Marshal(map[string]any{"orderId": parts[1], "published": n})
+		reply(c, 200, string(b))
+	default:
+		reply(c, 404, `{"title":"Not Found","status":404}`)
+	}
+}
+
+func reply(c net.Conn, status int, body string) {
+	defer c.Close()
+	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		status, http.StatusText(status), len(body), body)
+}
+
+// subscribe sends the head and history under the order's lock, the same lock
+// simulate appends under, so no frame is missed or sent twice; then the
+// connection waits in the list without a goroutine of its own.
+func (s *rawServer) subscribe(c net.Conn, id string) {
+	o := s.order(id)
+	sub := &rawSub{conn: c}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	buf := append([]byte(nil), streamHead...)
+	for _, f := range o.history {
+		buf = append(buf, f...)
+	}
+	if !sub.write(buf) || o.done {
+		sub.close()
+		return
+	}
+	o.subs = append(o.subs, sub)
+}
+
+var statuses = []string{"Created", "PaymentConfirmed", "Packed", "Shipped", "OutForDelivery", "Delivered"}
+
+// simulate publishes Created..Delivered, writing each frame to every
+// subscriber in turn as fast as the sockets take it, then ends the streams.
+func (s *rawServer) simulate(id string, interval time.Duration) int {
+	o := s.order(id)
+	var lastMS, seq int64
+	for i, status := range statuses {
+		if i > 0 && interval > 0 {
+			time.Sleep(interval)
+		}
+		now := time.Now().UTC()
+		ms := now.UnixMilli()
+		if ms == lastMS {
+			seq++
+		} else {
+			lastMS, seq = ms, 0
+		}
+		data, _ := json.Marshal(struct {
+			OrderID   string `json:"orderId"`
+			Status    string `json:"status"`
+			Timestamp string `json:"timestamp"`
+		}{id, status, now.Format(time.RFC3339Nano)})
+		frame, err := sse.AppendMessage(nil, sse.Message{
+			ID: strconv.FormatInt(ms, 10) + "-" + strconv.FormatInt(seq, 10), Event: "order-update", Data: string(data),
+		})
+		if err != nil {
+			log.Printf("frame: %v", err)
+			return i
+		}
+		o.mu.Lock()
+		o.history = append(o.history, frame)
+		subs := o.subs
+		last := i == len(statuses)-1
+		if last {
+			o.done, o.subs = true, nil
+		}
+		o.mu.Unlock()
+		out := frame
+		switch {
+		case s.fault == faultGap && status == "Packed":
+			out = nil
+		case s.fault == faultDuplicate:
+			out = append(append([]byte(nil), frame...), frame...)
+		}
+		live := subs[:0:0]
+		for _, sub := range subs {
+			if len(out) == 0 || sub.write(out) {
+				live = append(live, sub)
+			}
+		}
+		if last {
+			for _, sub := range live {
+				sub.close()
+			}
+		}
+	}
+	return len(statuses)
+}
+
+// prune drops the streams whose clients are gone.
+func (o *rawOrder) prune() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	live := o.subs[:0:0]
+	for _, sub := range o.subs {
+		sub.mu.Lock()
+		if !sub.dead {
+			live = append(live, sub)
+		}
+		sub.mu.Unlock()
+	}
+	o.subs = live
+}
+
+var keepAlive = []byte(": keep-alive\n\n")
+
+func (s *rawServer) heartbeats(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		orders := make([]*rawOrder, 0, len(s.orders))
+		for _, o := range s.orders {
+			orders = append(orders, o)
+		}
+		s.mu.Unlock()
+		for _, o := range orders {
+			o.mu.Lock()
+			subs := o.subs
+			o.mu.Unlock()
+			dead := 0
+			for _, sub := range subs {
+				if !sub.write(keepAlive) {
+					dead++
+				}
+			}
+			if dead > 0 {
+				o.prune()
+			}
+		}
+	}
+}

@@ -1,0 +1,46 @@
+# The k6 load suite (loadtest/, its own Go module: k6 is AGPL-3.0 and never
+# links into the service). Included by the root Makefile.
+#
+#   make loadtest            the suite at laptop size against a local server
+#   TARGET=https://<function-url> make loadtest   the same against a deployment
+#   make loadtest-baseline   orderstream against the raw fan-out server
+#   make loadtest-figures    every figure of loadtest/README.md in one run, and its charts
+#   make loadtest-scale      100,000 streams over several instances sharing a redis-server
+#   make loadtest-smoke      a few hundred streams (part of make test)
+#
+# Binaries go to loadtest/bin/ (k6, baseline, charts, and the server under
+# test), results to loadtest/results/<run>/.
+
+LOADTEST     := $(CURDIR)/loadtest
+LOADTEST_BIN := $(LOADTEST)/bin
+
+TEST_TARGETS += loadtest-test loadtest-smoke
+
+.PHONY: loadtest loadtest-smoke loadtest-baseline loadtest-figures loadtest-scale loadtest-build loadtest-test
+
+# go build is incremental: after the first k6 build (minutes on two busy
+# cores) this takes seconds, so it runs every time rather than guessing staleness.
+loadtest-build:
+	cd $(LOADTEST) && $(GO) build -o bin/k6 ./cmd/k6 && $(GO) build -o bin/baseline ./baseline && \
+		$(GO) build -o bin/charts ./cmd/charts
+	$(GO) build -o $(LOADTEST_BIN)/orderstream ./local
+
+# The loadtest module's own checks (the root's go vet/test do not reach a
+# nested module).
+loadtest-test:
+	cd $(LOADTEST) && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+loadtest-smoke: loadtest-build
+	$(LOADTEST)/run.sh smoke
+
+loadtest: loadtest-build
+	$(LOADTEST)/run.sh laptop
+
+loadtest-baseline: loadtest-build
+	$(LOADTEST)/run.sh baseline
+
+loadtest-figures: loadtest-build
+	$(LOADTEST)/run.sh figures
+
+loadtest-scale: loadtest-build redis-server
+	$(LOADTEST)/run.sh scale

@@ -1,0 +1,438 @@
+#!/usr/bin/env bash
+# Runs the k6 load suite (or the baseline comparison) against a local server
+# it starts, or against TARGET. Called by loadtest.mk; see loadtest/README.md.
+#
+#   run.sh smoke      a few hundred streams, tens of seconds (make test)
+#   run.sh laptop     the suite at a size one machine takes (make loadtest)
+#   run.sh baseline   orderstream against the raw fan-out server (make loadtest-baseline)
+#   run.sh figures    every figure of README.md in one run, and the charts (make loadtest-figures)
+#   run.sh scale      N (100,000) streams over several instances sharing a redis-server (make loadtest-scale)
+#
+# Sizes come from the environment (N, S, K, INTERVAL, RAMP, HOLD, ...; see
+# each script's header); RUNS="connections latency" picks runs of the laptop
+# profile (connections latency latency-burst resume) or of the figures one
+# (hold latency fanout rate); the scale run takes INSTANCES, N, RAMP, HOLD
+# and K6_GOGC; TARGET=https://... runs
+# against a deployment instead of a local server; RESULTS_NAME names the
+# results folder.
+set -euo pipefail
+
+profile=${1:?usage: run.sh smoke|laptop|baseline|figures|scale}
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+K6=$here/bin/k6
+SERVER=$here/bin/orderstream
+BASELINE=$here/bin/baseline
+TARGET=${TARGET:-}
+if [ -n "$TARGET" ]; then
+	run_name=${RESULTS_NAME:-target-$(echo "$TARGET" | sed -E 's#^[a-z]+://##; s#[^A-Za-z0-9.-]+#_#g')}
+else
+	run_name=${RESULTS_NAME:-$profile}
+fi
+RESULTS=$here/results/$run_name
+mkdir -p "$RESULTS"
+
+# Each stream is an open file on both ends: take all the kernel lets us.
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ]; then ulimit -n "$hard"; fi
+fd_cap=$(( $(ulimit -n) - 150 ))
+cap() { # cap NAME: keep a stream count within one process's open files
+	local v=${!1}
+	if [ "$v" -gt "$fd_cap" ]; then
+		echo "loadtest: $1=$v is over what one process may open here (ulimit -n $(ulimit -n)); using $fd_cap" >&2
+		printf -v "$1" %s "$fd_cap"
+	fi
+}
+
+pids=()
+samplers=()
+cleanup() {
+	local p
+	for p in "${samplers[@]}" "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CMD...: runs a server on a free loopback port (it logs the
+# address it got) and sets BASE and PID.
+start() {
+	local name=$1 log=$RESULTS/$1.log addr="" i
+	shift
+	"$@" >"$log" 2>&1 &
+	PID=$!
+	pids+=("$PID")
+	for i in $(seq 100); do
+		addr=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$log" | head -1)
+		[ -n "$addr" ] && break
+		kill -0 "$PID" 2>/dev/null || { cat "$log" >&2; echo "loadtest: $name did not start" >&2; return 1; }
+		sleep 0.1
+	done
+	[ -n "$addr" ] || { echo "loadtest: $name did not say where it listens" >&2; return 1; }
+	BASE=http://$addr
+	healthy "$addr" || { echo "loadtest: $name at $BASE is not healthy" >&2; return 1; }
+	echo "loadtest: $name serving on $BASE (pid $PID, log $log)"
+}
+
+healthy() { # healthy HOST:PORT, without curl
+	local host=${1%:*} port=${1##*:} line
+	exec 3<>"/dev/tcp/$host/$port" || return 1
+	printf 'GET /healthz HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
+	read -r line <&3 || true
+	exec 3<&-
+	[[ $line == *" 200 "* ]]
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# sample PID FILE: records the process's RSS (kB) every 200 ms until stopped.
+sample() {
+	( while kill -0 "$1" 2>/dev/null; do rss_kb "$1"; sleep 0.2; done ) >"$2" &
+	samplers+=("$!")
+}
+stop_samplers() {
+	local p
+	for p in "${samplers[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	samplers=()
+}
+max_of() { sort -n "$1" | tail -1; }
+# ms_of DURATION: a Go-style duration (90s, 1m30s, 500ms) in milliseconds.
+ms_of() {
+	local v=$1 total=0 re='^([0-9]+)(ms|s|m|h)(.*)$'
+	while [[ $v =~ $re ]]; do
+		case ${BASH_REMATCH[2]} in
+		ms) total=$((total + BASH_REMATCH[1])) ;;
+		s) total=$((total + BASH_REMATCH[1] * 1000)) ;;
+		m) total=$((total + BASH_REMATCH[1] * 60000)) ;;
+		h) total=$((total + BASH_REMATCH[1] * 3600000)) ;;
+		esac
+		v=${BASH_REMATCH[3]}
+	done
+	[ -z "$v" ] || { echo "loadtest: $1 is not a duration such as 90s or 1m30s" >&2; exit 2; }
+	echo "$total"
+}
+
+# want RUN: whether RUNS (default: all of them) names this run.
+want() { [ -z "${RUNS:-}" ] || [[ " $RUNS " == *" $1 "* ]]; }
+
+# box LABEL: how busy the machine was before a measurement (other work on
+# the shared cores moves every figure; the CPU-time figures least).
+box() {
+	local psi=""
+	[ -r /proc/pressure/cpu ] && psi=", cpu pressure avg10 $(sed -n 's/^some avg10=\([^ ]*\).*/\1/p' /proc/pressure/cpu)%"
+	echo "box before $1: load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores$psi" | tee -a "$RESULTS/box.txt"
+}
+
+failed=()
+ran=()
+# k6run LABEL SCRIPT [k6 args...]: one run, its summary printed and kept as
+# LABEL.txt, LABEL.json (--summary-export) and LABEL.html (web dashboard).
+k6run() {
+	local label=$1 script=$2 rc=0
+	shift 2
+	echo
+	echo "=== $label: k6 run scripts/$script.js $*"
+	box "$label"
+	K6_NO_USAGE_REPORT=true \
+		K6_WEB_DASHBOARD=true \
+		K6_WEB_DASHBOARD_HOST=127.0.0.1 \
+		K6_WEB_DASHBOARD_PORT=0 \
+		K6_WEB_DASHBOARD_PERIOD=${DASHBOARD_PERIOD:-1s} \
+		K6_WEB_DASHBOARD_EXPORT="$RESULTS/$label.html" \
+		"$K6" run --address= ${K6_QUIET:+--quiet} --no-color \
+		--summary-export "$RESULTS/$label.json" \
+		-e BASE="$BASE" "$@" "scripts/$script.js" 2>&1 | tee "$RESULTS/$label.txt" || rc=$?
+	ran+=("$label")
+	if [ "$rc" -ne 0 ]; then failed+=("$label (exit $rc)"); fi
+	return 0
+}
+
+# crossed LABEL METRIC: whether k6 printed METRIC's threshold as crossed (✗)
+# in LABEL's summary.
+crossed() {
+	awk -v m="$2" '$1 == m { hit = 1; next } hit && /✗/ { found = 1 } hit && NF == 0 { hit = 0 } END { exit !found }' "$RESULTS/$1.txt"
+}
+
+# must_fail LABEL METRIC SCRIPT [k6 args...]: a run against a server that
+# misbehaves on purpose; it passes only if k6 fails it on METRIC's threshold,
+# which shows that the threshold can fail at all.
+must_fail() {
+	local label=$1 metric=$2 script=$3 n=${#failed[@]}
+	shift 3
+	k6run "$label" "$script" "$@"
+	if [ "${#failed[@]}" -eq "$n" ]; then
+		failed+=("$label (k6 passed a server that misbehaves on purpose)")
+	elif crossed "$label" "$metric"; then
+		failed=("${failed[@]:0:$n}")
+		echo "loadtest: $label failed on $metric, as it must"
+	else
+		failed[n]="$label (failed, but not on $metric)"
+	fi
+}
+
+report() {
+	echo
+	echo "=== results in ${RESULTS#"$here"/}/ (summary .txt, --summary-export .json, dashboard .html)"
+	local l
+	for l in "${ran[@]}"; do
+		if printf '%s\n' "${failed[@]}" | grep -q "^$l "; then echo "  FAIL $l"; else echo "  ok   $l"; fi
+	done
+	[ -f "$RESULTS/memory.txt" ] && sed 's/^/  /' "$RESULTS/memory.txt"
+	if [ "${#failed[@]}" -gt 0 ]; then
+		echo "loadtest: failed: ${failed[*]}" >&2
+		exit 1
+	fi
+}
+
+# serve_local: the service as `make run` builds it, on a free port, with
+# short heartbeats so that a short hold sees several.
+serve_local() {
+	if [ -n "$TARGET" ]; then
+		BASE=${TARGET%/}
+		echo "loadtest: against $BASE (no local server)"
+		return
+	fi
+	start orderstream env ADDR=127.0.0.1:0 HEARTBEAT_INTERVAL="$HEARTBEAT_INTERVAL" "$SERVER"
+	SERVER_PID=$PID
+}
+
+# connections_with_memory: connections.js, sampling the local server's RSS.
+connections_with_memory() {
+	local label=$1
+	shift
+	if [ -n "$TARGET" ]; then
+		k6run "$label" connections "$@"
+		return
+	fi
+	local idle
+	idle=$(rss_kb "$SERVER_PID")
+	sample "$SERVER_PID" "$RESULTS/$label.rss"
+	k6run "$label" connections "$@"
+	stop_samplers
+	local peak
+	peak=$(max_of "$RESULTS/$label.rss")
+	awk -v idle="$idle" -v peak="$peak" -v n="$N" -v label="$label" 'BEGIN {
+		printf "%s: orderstream RSS %.1f MiB idle, %.1f MiB peak with %d streams: %.1f KiB per stream\n",
+			label, idle/1024, peak/1024, n, (peak-idle)/n }' | tee -a "$RESULTS/memory.txt"
+}
+
+: >"$RESULTS/memory.txt"
+: >"$RESULTS/box.txt"
+case $profile in
+smoke)
+	# Small and fixed, so that `make test` stays quick and means the same everywhere.
+	# It checks the harness and correctness (every stream held, every event,
+	# no errors, gaps or duplicates); its time limits are loose on purpose, as
+	# CI machines are shared and noisy: timing figures come from the other
+	# profiles.
+	HEARTBEAT_INTERVAL=1s
+	K6_QUIET=1
+	serve_local
+	N=300
+	connections_with_memory smoke-connections -e N=$N -e PER_VU=100 -e RAMP=3s -e HOLD=3s -e STREAMS_PER_ORDER=30 \
+		-e CONNECT_P99_MS=15000
+	k6run smoke-latency latency -e S=300 -e K=30 -e PER_VU=100 -e RAMP=2s -e INTERVAL=100ms -e SPREAD=300ms -e P99_MS=5000
+	k6run smoke-resume resume -e S=200 -e K=20 -e PER_VU=100 -e RAMP=2s -e INTERVAL=300ms -e SPREAD=300ms \
+		-e DROP_MIN=100ms -e DROP_MAX=500ms
+	# The thresholds must be able to fail: the raw server, told to drop or
+	# repeat a status, must fail latency.js on sse_gaps and sse_duplicates.
+	for fault in gap duplicate; do
+		start "raw-$fault" "$BASELINE" serve -fault "$fault" -heartbeat 1s
+		metric=sse_gaps
+		[ $fault = duplicate ] && metric=sse_duplicates
+		BASE=$BASE must_fail "smoke-fault-$fault" "$metric" latency -e S=40 -e K=4 -e PER_VU=20 -e RAMP=1s -e INTERVAL=0s -e SPREAD=0s
+	done
+	;;
+laptop)
+	HEARTBEAT_INTERVAL=${HEARTBEAT_INTERVAL:-5s}
+	if [ -n "$TARGET" ]; then
+		# A deployment bills per stream and caps concurrency: start small.
+		: "${N:=1000}" "${S:=1000}" "${K:=50}" "${HOLD:=40s}" "${RS:=500}"
+	fi
+	: "${N:=10000}" "${S:=10000}" "${K:=100}" "${RAMP:=20s}" "${HOLD:=20s}" "${INTERVAL:=1s}" "${RS:=2000}"
+	cap N
+	cap S
+	cap RS
+	serve_local
+	want connections && connections_with_memory connections -e N="$N" -e RAMP="$RAMP" -e HOLD="$HOLD"
+	want latency && k6run latency latency -e S="$S" -e K="$K" -e RAMP="$RAMP" -e INTERVAL="$INTERVAL"
+	want latency-burst && k6run latency-burst latency -e S="$S" -e K="$K" -e RAMP="$RAMP" -e INTERVAL=0s -e SPREAD=0s \
+		-e P99_MS="${BURST_P99_MS:-2000}"
+	want resume && k6run resume resume -e S="$RS" -e K="$((RS / 10))" -e RAMP=10s -e INTERVAL="$INTERVAL"
+	;;
+baseline)
+	[ -z "$TARGET" ] || { echo "loadtest: the baseline runs on this machine only" >&2; exit 2; }
+	: "${N:=10000}" "${K:=100}" "${ROUNDS:=3}" "${HOLD:=15s}"
+	HEARTBEAT_INTERVAL=${HEARTBEAT_INTERVAL:-5s}
+	cap N
+	serve_local
+	start raw "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL"
+	RAW=$BASE RAW_PID=$PID
+	SVC=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$RESULTS/orderstream.log" | head -1)
+	SVC=http://$SVC
+
+	echo
+	echo "=== idle streams: $N held for $HOLD by each server in turn (RSS sampled)"
+	for which in raw orderstream; do
+		box "hold-$which"
+		if [ $which = raw ]; then pid=$RAW_PID flag=(-raw "$RAW"); else pid=$SERVER_PID flag=(-service "$SVC"); fi
+		idle=$(rss_kb "$pid")
+		sample "$pid" "$RESULTS/hold-$which.rss"
+		"$BASELINE" bench -hold "$HOLD" -n "$N" -k "$K" "${flag[@]}" |
+			tee "$RESULTS/hold-$which.txt" || failed+=("hold-$which")
+		ran+=("hold-$which")
+		stop_samplers
+		peak=$(max_of "$RESULTS/hold-$which.rss")
+		awk -v idle="$idle" -v peak="$peak" -v n="$N" -v w="$which" 'BEGIN {
+			printf "%s: RSS %.1f MiB idle, %.1f MiB with %d streams: %.1f KiB per stream\n",
+				w, idle/1024, peak/1024, n, (peak-idle)/n }' | tee -a "$RESULTS/memory.txt"
+	done
+
+	echo
+	echo "=== fan-out at full speed: $N streams over $K orders, every status at once, $ROUNDS rounds each"
+	box bench
+	"$BASELINE" bench -raw "$RAW" -raw-pid "$RAW_PID" -service "$SVC" -service-pid "$SERVER_PID" -n "$N" -k "$K" -rounds "$ROUNDS" -json "$RESULTS/bench.json" |
+		tee "$RESULTS/bench.txt" || failed+=("bench")
+	ran+=("bench")
+
+	# The same fan-out with k6 as the client, against each server.
+	BASE=$RAW k6run k6-raw latency -e S="$N" -e K="$K" -e RAMP=10s -e INTERVAL=0s -e SPREAD=0s -e P99_MS=5000
+	BASE=$SVC k6run k6-orderstream latency -e S="$N" -e K="$K" -e RAMP=10s -e INTERVAL=0s -e SPREAD=0s -e P99_MS=5000
+	;;
+figures)
+	# Every figure of README.md, side by side in one run, on this box:
+	# orderstream and the raw fan-out server measured by the same lean
+	# client (baseline bench), in alternating rounds; then the charts.
+	[ -z "$TARGET" ] || { echo "loadtest: the figures run on this machine only" >&2; exit 2; }
+	HEARTBEAT_INTERVAL=${HEARTBEAT_INTERVAL:-5s}
+	: "${HOLD_N:=$fd_cap}" "${N:=10000}" "${K:=100}" "${ROUNDS:=3}"
+	: "${SUBSCRIBERS:=1000 2000 5000 10000}" "${RATE_INTERVALS:=1s 500ms 250ms 100ms 50ms}"
+	cap HOLD_N
+	cap N
+	serve_local
+	start raw "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL"
+	RAW=$BASE RAW_PID=$PID
+	SVC=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$RESULTS/orderstream.log" | head -1)
+	SVC=http://$SVC
+	both=(-raw "$RAW" -raw-pid "$RAW_PID" -service "$SVC" -service-pid "$SERVER_PID")
+	bench() { # bench LABEL ARGS...: one baseline bench run, kept as LABEL.txt and LABEL.json
+		local label=$1
+		shift
+		echo
+		echo "=== $label: baseline bench $*"
+		box "$label"
+		"$BASELINE" bench "${both[@]}" -json "$RESULTS/$label.json" "$@" 2>&1 | tee "$RESULTS/$label.txt" ||
+			failed+=("$label (exit $?)")
+		ran+=("$label")
+	}
+	want hold && bench hold -hold 10s -n "$HOLD_N" -k 100 -steps 6
+	if want latency; then
+		for s in $SUBSCRIBERS; do bench "latency-$s" -n "$s" -k 1 -interval 1s -rounds 2; done
+	fi
+	want fanout && bench fanout -n "$N" -k "$K" -interval 0s -rounds "$ROUNDS"
+	if want rate; then
+		for iv in $RATE_INTERVALS; do bench "rate-$iv" -n "$N" -k 1 -interval "$iv" -rounds 1; done
+	fi
+	"$here/bin/charts" -in "$RESULTS" || failed+=("charts")
+	;;
+scale)
+	# Past one process, as users would: INSTANCES local servers sharing one
+	# redis-server (started here, in a temporary folder), each on its own
+	# loopback address, each taking the streams of its own k6 process; one
+	# combined summary (scale-summary.json).
+	[ -z "$TARGET" ] || { echo "loadtest: the scale run is local only" >&2; exit 2; }
+	command -v redis-server >/dev/null || { echo "loadtest: redis-server is missing (make redis-server)" >&2; exit 2; }
+	command -v jq >/dev/null || { echo "loadtest: jq is missing (apt-get install jq)" >&2; exit 2; }
+	: "${INSTANCES:=6}" "${N:=100000}" "${RAMP:=300s}" "${HOLD:=30s}"
+	HEARTBEAT_INTERVAL=${HEARTBEAT_INTERVAL:-15s}
+	per=$(((N + INSTANCES - 1) / INSTANCES))
+	cap per
+	tmp=$(mktemp -d)
+	trap 'cleanup; rm -rf "$tmp"' EXIT
+	port=""
+	for p in $(seq 16379 16479); do
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
+	done
+	[ -n "$port" ] || { echo "loadtest: no free port for redis-server" >&2; exit 1; }
+	redis-server --bind 127.0.0.1 --port "$port" --dir "$tmp" --save "" --appendonly no \
+		--maxclients 1000 >"$RESULTS/redis.log" 2>&1 &
+	REDIS_PID=$!
+	pids+=("$REDIS_PID")
+	for _ in $(seq 50); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PING\r\n' >&3 && read -r -t 1 l <&3 && [[ $l == +PONG* ]]) 2>/dev/null; then break; fi
+		sleep 0.1
+	done
+	echo "loadtest: redis-server on 127.0.0.1:$port (pid $REDIS_PID, data in $tmp)"
+	bases=() spids=()
+	for i in $(seq 0 $((INSTANCES - 1))); do
+		start "orderstream-$i" env ADDR="127.0.0.$((11 + i)):0" REDIS_URL="redis://127.0.0.1:$port" \
+			HEARTBEAT_INTERVAL="$HEARTBEAT_INTERVAL" "$SERVER"
+		bases+=("$BASE") spids+=("$PID")
+	done
+	idle=0
+	for p in "${spids[@]}"; do idle=$((idle + $(rss_kb "$p"))); done
+
+	echo
+	echo "=== scale: $N streams over $INSTANCES instances ($per each), one k6 process each, ramp $RAMP, hold $HOLD"
+	box scale
+	# What each process used, every 15 s: the cores are what runs out.
+	top -b -d 15 -w 200 | grep --line-buffered -E '^top|^%Cpu|orderstr|k6|redis' >"$RESULTS/scale-top.txt" &
+	samplers+=("$!")
+	k6pids=()
+	for i in $(seq 0 $((INSTANCES - 1))); do
+		n=$((per * (i + 1) > N ? N - per * i : per))
+		# The load generators hold 3 goroutines per stream (ours and the
+		# transport's reader and writer): collect their garbage less often.
+		GOGC=${K6_GOGC:-400} K6_NO_USAGE_REPORT=true K6_WEB_DASHBOARD=true K6_WEB_DASHBOARD_HOST=127.0.0.1 K6_WEB_DASHBOARD_PORT=0 \
+			K6_WEB_DASHBOARD_PERIOD=${DASHBOARD_PERIOD:-2s} K6_WEB_DASHBOARD_EXPORT="$RESULTS/scale-k6-$i.html" \
+			"$K6" run --address= --quiet --no-color --summary-export "$RESULTS/scale-k6-$i.json" \
+			-e BASE="${bases[$i]}" -e N="$n" -e RAMP="$RAMP" -e HOLD="$HOLD" \
+			scripts/connections.js >"$RESULTS/scale-k6-$i.txt" 2>&1 &
+		k6pids+=("$!")
+		pids+=("$!")
+	done
+	# Halfway through the hold, count what the servers hold: open files
+	# (one per stream, plus a few of their own) and RSS.
+	sleep $(($(ms_of "$RAMP") / 1000 + $(ms_of "$HOLD") / 2000))
+	fds=0 rss=0 base_fds=0
+	for p in "${spids[@]}"; do
+		fds=$((fds + $(ls "/proc/$p/fd" | wc -l)))
+		rss=$((rss + $(rss_kb "$p")))
+	done
+	k6rss=0
+	for p in "${k6pids[@]}"; do k6rss=$((k6rss + $(rss_kb "$p"))); done
+	established=$(ss -Htn state established | awk '$3 ~ /^127\.0\.0\.(1[1-9]|[2-9][0-9]):/' | wc -l)
+	# The servers' sockets by TCP state: CLOSE-WAIT ones are streams their
+	# clients gave up on that the servers have not noticed yet.
+	ss -Htan | awk '$4 ~ /^127\.0\.0\.(1[1-9]|[2-9][0-9]):/ { n[$1]++ } END { for (s in n) printf "%s %d\n", s, n[s] }' |
+		sort >"$RESULTS/scale-sockets.txt"
+	echo "halfway through the hold: servers hold $established established streams, $fds open files, RSS $((rss / 1024)) MiB ($((idle / 1024)) MiB idle); k6 RSS $((k6rss / 1024)) MiB" |
+		tee "$RESULTS/scale-hold.txt"
+	stop_samplers
+	for i in "${!k6pids[@]}"; do
+		rc=0
+		wait "${k6pids[$i]}" || rc=$?
+		ran+=("scale-k6-$i")
+		[ "$rc" -eq 0 ] || failed+=("scale-k6-$i (exit $rc)")
+	done
+	jq -s --argjson n "$N" --argjson instances "$INSTANCES" --argjson established "$established" \
+		--argjson fds "$fds" --argjson rss "$rss" --argjson idle "$idle" --argjson k6rss "$k6rss" '{
+		target: $n, instances: $instances, k6Processes: length,
+		held: (map(.metrics.sse_connections_peak.value) | add),
+		serverEstablishedAtHold: $established, serverOpenFilesAtHold: $fds,
+		serverRssKiB: $rss, serverIdleRssKiB: $idle, k6RssKiB: $k6rss,
+		serverKiBPerStream: (($rss - $idle) / $established),
+		errors: (map(.metrics.sse_errors.count) | add),
+		reconnects: (map(.metrics.sse_reconnects.count) | add),
+		heartbeats: (map(.metrics.sse_heartbeats.count) | add),
+		checksFailed: (map(.metrics.checks.fails) | add),
+		connectingP99msWorst: (map(.metrics.sse_connecting["p(99)"]) | max),
+		thresholdsCrossed: ([.[].metrics[].thresholds // {} | to_entries[] | select(.value)] | length)
+	}' "$RESULTS"/scale-k6-*.json | tee "$RESULTS/scale-summary.json"
+	;;
+*)
+	echo "usage: run.sh smoke|laptop|baseline|figures|scale" >&2
+	exit 2
+	;;
+esac
+report

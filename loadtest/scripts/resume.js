@@ -1,0 +1,95 @@
+// resume.js: subscribers whose connections are cut at random (every
+// DROP_MIN..DROP_MAX) and resumed with Last-Event-ID while their orders'
+// simulations run. Every subscriber must see Created..Delivered exactly
+// once: 0 gaps, 0 duplicates.
+//
+//   k6 run -e BASE=http://127.0.0.1:8080 -e S=1000 -e K=100 -e INTERVAL=1s resume.js
+import sse from "k6/x/sse";
+import http from "k6/http";
+import exec from "k6/execution";
+import { check } from "k6";
+import { int, ms, str, streamURL, streamOptions, trendStats, startSimulations, STATUSES_PER_ORDER } from "./lib.js";
+
+const S = int("S", 1000);
+const K = Math.max(1, Math.min(int("K", 100), S));
+const PER_VU = Math.max(1, Math.min(int("PER_VU", 200), S));
+const INTERVAL = str("INTERVAL", "1s");
+const SPREAD = ms("SPREAD", "1s");
+const RAMP = ms("RAMP", "5s");
+const DROP_MIN = ms("DROP_MIN", "100ms");
+const DROP_MAX = ms("DROP_MAX", "1500ms");
+// How long a cut subscriber waits before it resumes (the server's retry: is 3s).
+const RECONNECT_DELAY = ms("RECONNECT_DELAY", "50ms");
+const VUS = Math.ceil(S / PER_VU);
+const LIFE = ms("INTERVAL", "1s") * (STATUSES_PER_ORDER - 1);
+const MAX = Math.ceil((RAMP + SPREAD + LIFE) / 1000) + 60;
+
+export const options = {
+  scenarios: {
+    subscribers: {
+      executor: "per-vu-iterations",
+      exec: "subscribe",
+      vus: VUS,
+      iterations: 1,
+      maxDuration: `${MAX}s`,
+    },
+    publisher: {
+      executor: "per-vu-iterations",
+      exec: "publish",
+      vus: 1,
+      iterations: 1,
+      startTime: `${Math.ceil(RAMP / 1000) + 1}s`,
+      maxDuration: `${MAX}s`,
+    },
+  },
+  setupTimeout: "30s",
+  summaryTrendStats: trendStats,
+  thresholds: {
+    sse_gaps: ["count==0"],
+    sse_duplicates: ["count==0"],
+    sse_errors: ["count==0"],
+    sse_events: [`count==${S * STATUSES_PER_ORDER}`],
+    sse_streams_completed: [`count==${S}`],
+    // The test means nothing unless connections were actually cut.
+    sse_reconnects: [`count>=${S}`],
+    http_req_failed: ["rate==0"],
+    checks: ["rate==1"],
+  },
+};
+
+export function setup() {
+  const orders = [];
+  for (let i = 0; i < K; i++) orders.push(crypto.randomUUID());
+  return { orders };
+}
+
+export async function subscribe(data) {
+  const vu = exec.scenario.iterationInTest;
+  const first = vu * PER_VU;
+  const count = Math.min(PER_VU, S - first);
+  const urls = [];
+  for (let i = 0; i < count; i++) urls.push(streamURL(data.orders[(first + i) % K]));
+  const h = sse.open(urls, streamOptions({
+    count,
+    spread: RAMP,
+    expectSequence: true,
+    dropAfter: [DROP_MIN, DROP_MAX],
+    reconnectDelay: RECONNECT_DELAY,
+  }));
+  const st = await h.finished((MAX - 5) * 1000);
+  check(st, { "every subscriber saw its order delivered": (s) => s.completed === count });
+  h.close();
+}
+
+export async function publish(data) {
+  const res = await startSimulations(http, data.orders, INTERVAL, SPREAD);
+  check(res, {
+    "every simulation published Created..Delivered": (rs) =>
+      rs.every((r) => r.status === 200 && r.json("published") === STATUSES_PER_ORDER),
+  });
+}
+
+export function teardown() {
+  const s = sse.stats();
+  console.log(`resume: ${s.reconnects} reconnects, ${s.events} events (${s.replayed} replayed from history), gaps ${s.gaps}, duplicates ${s.duplicates}, errors ${s.errors} ${JSON.stringify(s.errorsByReason)}`);
+}
