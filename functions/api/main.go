@@ -19,9 +19,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
@@ -31,17 +28,7 @@ import (
 	"github.com/orderstream/orderstream/shared/httpapi"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "orderstream api function:", err)
-		if rerr := boot.ReportInitError(os.Getenv, err); rerr != nil {
-			fmt.Fprintln(os.Stderr, rerr)
-		}
-		os.Exit(1)
-	}
-}
+func main() { boot.Main("orderstream api function", run) }
 
 // run wires configuration, broker and handler, hands them to the Lambda
 // runtime loop and returns when ctx ends (SIGTERM at shutdown). Every error

@@ -14,9 +14,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -26,17 +23,7 @@ import (
 	"github.com/orderstream/orderstream/shared/httpapi"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "orderstream stream function:", err)
-		if rerr := boot.ReportInitError(os.Getenv, err); rerr != nil {
-			fmt.Fprintln(os.Stderr, rerr)
-		}
-		os.Exit(1)
-	}
-}
+func main() { boot.Main("orderstream stream function", run) }
 
 // defaultMaxStreamDuration caps each stream when MAX_STREAM_DURATION is unset.
 // Lambda bills a stream until it ends and never learns that its client left,

@@ -5,13 +5,33 @@ package boot
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 )
+
+// Main is both functions' main: it runs run until SIGTERM and, when run
+// fails (which it does only while initialising), tells the Runtime API why
+// and exits non-zero.
+func Main(name string, run func(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		if rerr := ReportInitError(os.Getenv, err); rerr != nil {
+			fmt.Fprintln(os.Stderr, rerr)
+		}
+		stop()
+		os.Exit(1)
+	}
+}
 
 // Logger writes one JSON object a line to w: Lambda sends stdout to
 // CloudWatch Logs, where JSON lines can be queried field by field (and
