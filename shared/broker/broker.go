@@ -51,7 +51,7 @@ var (
 // Options are the knobs every implementation honours.
 type Options struct {
 	// SubscriberBuffer is how many live events may wait for a subscriber
-	// before it is dropped as too slow (default 16: more than an order's whole
+	// before it is dropped as too slow (default 8: more than an order's whole
 	// life, so only a reader that is stuck is ever dropped).
 	SubscriberBuffer int
 	// Retention is how long a finished order stays readable (default 24h).
@@ -60,7 +60,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.SubscriberBuffer <= 0 {
-		o.SubscriberBuffer = 16
+		o.SubscriberBuffer = 8
 	}
 	if o.Retention <= 0 {
 		o.Retention = 24 * time.Hour

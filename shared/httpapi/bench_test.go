@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -188,4 +190,90 @@ func rawOnce(b *testing.B, n int) time.Duration {
 		servers[i].Close()
 	}
 	return d
+}
+
+// BenchmarkIdleStreamMemory measures what an idle stream costs the server:
+// n streams over loopback TCP, opened by clients that hold their sockets
+// without a goroutine (as the raw side does), heap and stacks measured after
+// a GC. raw-B/stream is the same sockets accepted and held by a bare
+// listener: the clients' and the kernel-facing share, the same on both
+// sides, so ours minus raw is the server's cost.
+//
+//	go test -run='^$' -bench=IdleStreamMemory -benchtime=1x ./shared/httpapi/
+func BenchmarkIdleStreamMemory(b *testing.B) {
+	const n = 2000
+	var stacks int64 // StackInuse at the last inUse
+	inUse := func() int64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		stacks = int64(m.StackInuse)
+		return int64(m.HeapInuse + m.StackInuse)
+	}
+	request := func(c net.Conn, id string) {
+		fmt.Fprintf(c, "GET /orders/%s/stream HTTP/1.1\r\nHost: x\r\n\r\n", id)
+	}
+	for range b.N {
+		id := uuid.NewString()
+		// Raw first: what the server side frees afterwards would skew it.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		before := inUse()
+		conns, held := make([]net.Conn, 0, n), make([]net.Conn, 0, n)
+		for range n {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			request(c, id)
+			s, err := ln.Accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			conns, held = append(conns, c), append(held, s)
+		}
+		raw := float64(inUse()-before) / n
+		for i := range conns {
+			conns[i].Close()
+			held[i].Close()
+		}
+		ln.Close()
+
+		br := broker.NewMemory(broker.Options{})
+		srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, Config{}))
+		before = inUse()
+		stacksBefore := stacks
+		conns = conns[:0]
+		buf := make([]byte, 512)
+		for range n {
+			c, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			request(c, id)
+			// Headers and the retry: field: the stream is subscribed.
+			for got := ""; !strings.Contains(got, "retry:"); {
+				k, err := c.Read(buf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				got += string(buf[:k])
+			}
+			conns = append(conns, c)
+		}
+		ours := float64(inUse()-before) / n
+		oursStacks := float64(stacks-stacksBefore) / n
+		for _, c := range conns {
+			c.Close()
+		}
+		srv.Close()
+		br.Close()
+		b.ReportMetric(ours, "ours-B/stream")
+		b.ReportMetric(raw, "raw-B/stream")
+		b.ReportMetric(ours-raw, "server-B/stream")
+		b.ReportMetric(oursStacks, "stacks-B/stream")
+	}
 }

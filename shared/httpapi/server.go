@@ -100,16 +100,28 @@ func NewServer(logger *slog.Logger, b broker.Broker, cfg Config) http.Handler {
 type problemRouting struct{ mux *http.ServeMux }
 
 func (p problemRouting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.answeredUnrouted(w, r) {
+		return
+	}
+	p.mux.ServeHTTP(w, r)
+}
+
+// answeredUnrouted answers a request no route takes, as a problem, and
+// reports whether it did. It is apart from ServeHTTP, and never inlined, to
+// keep ServeHTTP's frame small: it stays on the stack under every open
+// stream (see handleStream).
+//
+//go:noinline
+func (p problemRouting) answeredUnrouted(w http.ResponseWriter, r *http.Request) bool {
 	// The mux would redirect a path with dot segments or doubled slashes to
 	// its clean form; no path of this API has them, so say so instead.
 	if clean := path.Clean(r.URL.Path); clean != r.URL.Path && clean+"/" != r.URL.Path {
 		writeProblem(w, r, http.StatusNotFound, "no such path: "+r.URL.Path)
-		return
+		return true
 	}
 	h, pattern := p.mux.Handler(r)
 	if pattern != "" {
-		p.mux.ServeHTTP(w, r)
-		return
+		return false
 	}
 	// No route matched: ask the mux what it would answer, and say it our way.
 	rec := &headerRecorder{header: http.Header{}}
@@ -121,6 +133,7 @@ func (p problemRouting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeProblem(w, r, http.StatusNotFound, "no such path: "+r.URL.Path)
 	}
+	return true
 }
 
 // headerRecorder captures the status and headers of the mux's fallback
