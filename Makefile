@@ -14,11 +14,13 @@ TEST_TARGETS :=
 
 help:
 	@echo "make run     serve on :8080 (REDIS_URL=redis://... make run for the Redis broker)"
-	@echo "make test    every test, with -race (installs redis-server when missing)"
+	@echo "make test    every test, with -race, fuzzing, cfn-lint and a k6 smoke run (installs redis-server and chromium when missing)"
 	@echo "make bench   benchmarks of the hot paths"
 	@echo "make build   binaries into bin/"
 	@echo "make fuzz    every fuzzer for FUZZTIME (default 1m) each; make test runs each for FUZZTIME_SHORT (10000x)"
 	@echo "make screenshot  docs/page.png from the browser test"
+	@echo "make package     the Lambda zips in dist/ (functions/lambda.mk)"
+	@echo "make loadtest    the k6 suite against a local server (loadtest/loadtest.mk)"
 
 run:
 	$(GO) run ./local
