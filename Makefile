@@ -5,6 +5,9 @@ BIN   := $(CURDIR)/bin
 # Root needs no sudo (CI, these machines); a laptop user gets asked.
 SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# Plain `make` lists the targets (the fragments below bring rules of their own).
+.DEFAULT_GOAL := help
+
 # Parts add their own checks to TEST_TARGETS and their binaries' rules.
 TEST_TARGETS :=
 -include functions/lambda.mk
