@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -60,9 +61,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer b.Close()
 
+	// Live streams leave their handlers (httpapi.Config.Streams): net/http
+	// forgets their connections, so shutdown ends them through streamsDone
+	// and waits for them on streams.
 	streamsDone := make(chan struct{})
+	endStreams := sync.OnceFunc(func() { close(streamsDone) })
+	var streams httpapi.Streams
+	defer streams.Wait()
+	defer endStreams()
+	httpCfg := cfg.HTTP(streamsDone)
+	httpCfg.Streams = &streams
 	srv := &http.Server{
-		Handler: httpapi.NewServer(logger, b, cfg.HTTP(streamsDone)),
+		Handler: httpapi.NewServer(logger, b, httpCfg),
 		// Streams extend their own write deadline per write, so this only
 		// bounds ordinary requests. No ReadTimeout: net/http would cancel a
 		// long stream's context when it expired. ReadHeaderTimeout and the
@@ -74,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	srv.RegisterOnShutdown(func() { close(streamsDone) })
+	srv.RegisterOnShutdown(endStreams)
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -104,6 +114,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
+	endStreams()
+	streams.Wait()
 	logger.Info("stopped")
 	return nil
 }

@@ -85,8 +85,13 @@ func BenchmarkFanoutVsRawTCP(b *testing.B) {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
 			br := broker.NewMemory(broker.Options{})
 			defer br.Close()
-			srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, Config{}))
+			// As the local server runs it: streams detached (Config.Streams).
+			var streams Streams
+			done := make(chan struct{})
+			srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, Config{Done: done, Streams: &streams}))
 			defer srv.Close()
+			defer streams.Wait()
+			defer close(done)
 			var ours, raw time.Duration
 			for range b.N {
 				ours += oursOnce(b, srv.URL, br, n)
@@ -192,8 +197,8 @@ func rawOnce(b *testing.B, n int) time.Duration {
 	return d
 }
 
-// BenchmarkIdleStreamMemory measures what an idle stream costs the server:
-// n streams over loopback TCP, opened by clients that hold their sockets
+// BenchmarkIdleStreamMemory measures what an idle stream costs the server,
+// in its handler and detached (Config.Streams): n streams over loopback TCP, opened by clients that hold their sockets
 // without a goroutine (as the raw side does), heap and stacks measured after
 // a GC. raw-B/stream is the same sockets accepted and held by a bare
 // listener: the clients' and the kernel-facing share, the same on both
@@ -214,6 +219,16 @@ func BenchmarkIdleStreamMemory(b *testing.B) {
 	request := func(c net.Conn, id string) {
 		fmt.Fprintf(c, "GET /orders/%s/stream HTTP/1.1\r\nHost: x\r\n\r\n", id)
 	}
+	for _, detach := range []bool{false, true} {
+		name := "in-handler"
+		if detach {
+			name = "detached"
+		}
+		b.Run(name, func(b *testing.B) { benchIdleStreamMemory(b, n, detach, inUse, &stacks, request) })
+	}
+}
+
+func benchIdleStreamMemory(b *testing.B, n int, detach bool, inUse func() int64, stacks *int64, request func(net.Conn, string)) {
 	for range b.N {
 		id := uuid.NewString()
 		// Raw first: what the server side frees afterwards would skew it.
@@ -235,7 +250,7 @@ func BenchmarkIdleStreamMemory(b *testing.B) {
 			}
 			conns, held = append(conns, c), append(held, s)
 		}
-		raw := float64(inUse()-before) / n
+		raw := float64(inUse()-before) / float64(n)
 		for i := range conns {
 			conns[i].Close()
 			held[i].Close()
@@ -243,9 +258,15 @@ func BenchmarkIdleStreamMemory(b *testing.B) {
 		ln.Close()
 
 		br := broker.NewMemory(broker.Options{})
-		srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, Config{}))
+		var streams Streams
+		done := make(chan struct{})
+		cfg := Config{Done: done}
+		if detach {
+			cfg.Streams = &streams
+		}
+		srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, cfg))
 		before = inUse()
-		stacksBefore := stacks
+		stacksBefore := *stacks
 		conns = conns[:0]
 		buf := make([]byte, 512)
 		for range n {
@@ -264,11 +285,13 @@ func BenchmarkIdleStreamMemory(b *testing.B) {
 			}
 			conns = append(conns, c)
 		}
-		ours := float64(inUse()-before) / n
-		oursStacks := float64(stacks-stacksBefore) / n
+		ours := float64(inUse()-before) / float64(n)
+		oursStacks := float64(*stacks-stacksBefore) / float64(n)
 		for _, c := range conns {
 			c.Close()
 		}
+		close(done)
+		streams.Wait()
 		srv.Close()
 		br.Close()
 		b.ReportMetric(ours, "ours-B/stream")

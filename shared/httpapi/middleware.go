@@ -14,6 +14,10 @@ type recordingWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	// line is set on logRequests' writer only: what its log line needs, so
+	// that a stream that leaves its handler can write the line when it ends.
+	line     *requestLine
+	detached bool // a stream left the handler: the line is its to write
 }
 
 func (w *recordingWriter) WriteHeader(status int) {
@@ -34,33 +38,63 @@ func (w *recordingWriter) Write(b []byte) (int, error) {
 
 func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// logRequests writes one line per request when it ends (for a stream: when
-// the stream ends), never one per event.
-func logRequests(logger *slog.Logger, m *metrics, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rw := &recordingWriter{ResponseWriter: w}
-		next.ServeHTTP(rw, r)
-		logRequest(logger, m, r, rw, start)
-	})
+// requestLine is one request's log line, minus what only its end knows.
+type requestLine struct {
+	logger                        *slog.Logger
+	m                             *metrics
+	method, path, pattern, remote string
+	start                         time.Time
 }
 
-// logRequest is apart from logRequests, and never inlined, so that the log
-// call's arguments are not in the frame that stays on the stack under every
-// open stream (see handleStream).
+// write is never inlined, so that the log call's arguments stay out of the
+// frames left on the stack under an open stream (see handleStream).
 //
 //go:noinline
-func logRequest(logger *slog.Logger, m *metrics, r *http.Request, rw *recordingWriter, start time.Time) {
-	status := rw.status
+func (l *requestLine) write(status int, bytes int64) {
 	if status == 0 {
 		status = http.StatusOK
 	}
 	// The mux sets r.Pattern on the request it routed: a bounded label.
-	m.request(r.Pattern, status)
-	logger.Info("request",
-		"method", r.Method, "path", r.URL.Path, "status", status,
-		"bytes", rw.bytes, "duration", time.Since(start).Round(time.Microsecond),
-		"remote", r.RemoteAddr)
+	l.m.request(l.pattern, status)
+	l.logger.Info("request",
+		"method", l.method, "path", l.path, "status", status,
+		"bytes", bytes, "duration", time.Since(l.start).Round(time.Microsecond),
+		"remote", l.remote)
+}
+
+// logRequests writes one line per request when it ends (for a stream: when
+// the stream ends), never one per event.
+func logRequests(logger *slog.Logger, m *metrics, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rw := &recordingWriter{ResponseWriter: w, line: &requestLine{
+			logger: logger, m: m, method: r.Method, path: r.URL.Path,
+			remote: r.RemoteAddr, start: time.Now()}}
+		next.ServeHTTP(rw, r)
+		if !rw.detached {
+			rw.line.pattern = r.Pattern
+			rw.line.write(rw.status, rw.bytes)
+		}
+	})
+}
+
+// detachLine tells logRequests that the stream writing to w goes on after
+// its handler returns, and returns the function that writes the request's
+// log line when it ends, given the bytes written since. Nil: no line to
+// write (no logRequests in the chain).
+func detachLine(w http.ResponseWriter, r *http.Request) func(more int64) {
+	for {
+		if rw, ok := w.(*recordingWriter); ok && rw.line != nil {
+			rw.detached = true
+			line, status, bytes := rw.line, rw.status, rw.bytes
+			line.pattern = r.Pattern
+			return func(more int64) { line.write(status, bytes+more) }
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		w = u.Unwrap()
+	}
 }
 
 // recoverPanics turns a panic into a 500 problem (or, once a stream has

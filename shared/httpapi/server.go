@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,14 @@ type Config struct {
 	HistoryOnly bool
 	// Done, when closed, ends every open stream cleanly (server shutdown).
 	Done <-chan struct{}
+	// Streams, when set, lets live streams on HTTP/1.x connections leave
+	// their handler: each takes its connection over from net/http and goes on
+	// in goroutines of its own, counted in Streams, so that net/http frees
+	// what it keeps per connection while a handler runs (see detach in
+	// stream.go). net/http forgets such connections, so at shutdown the
+	// caller closes Done and then calls Streams.Wait. Nil: streams stay in
+	// their handler.
+	Streams *Streams
 
 	// Everything below is off when zero, and then the server behaves exactly
 	// as the contract says with nothing added.
@@ -152,4 +161,32 @@ func (h *headerRecorder) WriteHeader(status int) {
 func (h *headerRecorder) Write(b []byte) (int, error) {
 	h.WriteHeader(http.StatusOK)
 	return len(b), nil
+}
+
+// Streams counts the streams that left their handlers (Config.Streams), so
+// that a server can wait for them at shutdown. The zero value is ready.
+type Streams struct {
+	mu      sync.Mutex
+	waiting bool
+	wg      sync.WaitGroup
+}
+
+// Wait refuses new detached streams and waits until those running end
+// (they end when Config.Done is closed).
+func (s *Streams) Wait() {
+	s.mu.Lock()
+	s.waiting = true
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// add counts n goroutines of a detached stream, unless Wait has begun.
+func (s *Streams) add(n int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waiting {
+		return false
+	}
+	s.wg.Add(n)
+	return true
 }

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,18 +49,26 @@ func lastEventID(r *http.Request) (broker.EventID, error) {
 
 func handleStream(logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, limits *streamLimits) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Three calls, not one body: an idle stream's goroutine sits in live
-		// for as long as the stream is open, and only the frames still on the
-		// stack then count. Kept small, they let the runtime shrink the
-		// goroutine's stack to 8 KiB instead of 16 (BenchmarkIdleStreamMemory);
-		// cfg goes by pointer for the same reason.
+		// Where it can, a live stream leaves this handler (detach); where it
+		// can't, its goroutine sits in live for as long as the stream is
+		// open. Calls, not one body, keep the frames left on the stack then
+		// small, so the runtime shrinks the stack to 8 KiB instead of 16
+		// (BenchmarkIdleStreamMemory); cfg goes by pointer for the same reason.
 		st := openStream(logger, b, &cfg, m, limits, w, r)
 		if st == nil {
 			return // answered
 		}
-		defer st.close()
-		if st.begin(&cfg, r) {
-			st.live(logger, &cfg, r)
+		detached := false
+		defer func() {
+			if !detached {
+				st.close()
+			}
+		}()
+		if !st.begin(&cfg, w, r) {
+			return
+		}
+		if detached = st.detach(logger, &cfg, w, r); !detached {
+			st.live(logger, &cfg, r.Context().Done())
 		}
 	})
 }
@@ -114,7 +125,7 @@ func (st *stream) close() {
 // history. It reports whether live events follow.
 //
 //go:noinline
-func (st *stream) begin(cfg *Config, r *http.Request) bool {
+func (st *stream) begin(cfg *Config, w http.ResponseWriter, r *http.Request) bool {
 	if st.sub.Finished && len(st.sub.History) == 0 {
 		// The client has seen the end: 204 tells EventSource to stop reconnecting.
 		st.w.w.WriteHeader(http.StatusNoContent)
@@ -124,6 +135,11 @@ func (st *stream) begin(cfg *Config, r *http.Request) bool {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
+	if canDetach(cfg, w, r) {
+		// The stream will take the connection over (detach): none may
+		// follow on it.
+		h.Set("Connection", "close")
+	}
 	st.w.w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return false
@@ -143,11 +159,11 @@ func (st *stream) begin(cfg *Config, r *http.Request) bool {
 }
 
 // live sends live events and heartbeats until the order ends, the client
-// goes, the stream has lived cfg.MaxStreamDuration, or the server shuts
-// down.
+// goes (gone is closed), the stream has lived cfg.MaxStreamDuration, or the
+// server shuts down.
 //
 //go:noinline
-func (st *stream) live(logger *slog.Logger, cfg *Config, r *http.Request) {
+func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 	heartbeat := time.NewTimer(cfg.HeartbeatInterval)
 	defer heartbeat.Stop()
 	var lifetime <-chan time.Time
@@ -179,10 +195,90 @@ func (st *stream) live(logger *slog.Logger, cfg *Config, r *http.Request) {
 			return
 		case <-cfg.Done:
 			return
-		case <-r.Context().Done():
+		case <-gone:
 			return
 		}
 	}
+}
+
+// canDetach tells whether the stream may take its connection over from
+// net/http: only on HTTP/1.x (HTTP/2 streams share a connection), only if
+// the writer can give the connection up (Lambda's can't), and only when the
+// caller waits for detached streams at shutdown (cfg.Streams).
+func canDetach(cfg *Config, w http.ResponseWriter, r *http.Request) bool {
+	if cfg.Streams == nil || r.ProtoMajor != 1 {
+		return false
+	}
+	for {
+		if _, ok := w.(http.Hijacker); ok {
+			return true
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return false
+		}
+		w = u.Unwrap()
+	}
+}
+
+// detach hands the live stream to goroutines of its own, on its connection
+// taken over from net/http, and reports whether it did; the handler then
+// returns. While a handler runs, net/http keeps the connection's 4 KiB
+// reader and 4 KiB writer, the handler's 8 KiB stack and a goroutine reading
+// for the client's close: a detached stream keeps a small writing goroutine
+// and a small reading one instead (BenchmarkIdleStreamMemory). net/http had
+// begun a chunked body, so the stream goes on in chunks and ends with the
+// last chunk; the response said Connection: close.
+//
+//go:noinline
+func (st *stream) detach(logger *slog.Logger, cfg *Config, w http.ResponseWriter, r *http.Request) bool {
+	if !canDetach(cfg, w, r) {
+		return false
+	}
+	// Counted before the connection is taken: once it is, net/http's
+	// Shutdown no longer waits for it, and the caller's Wait may begin.
+	if !cfg.Streams.add(2) {
+		return false // shutting down
+	}
+	conn, _, err := st.w.rc.Hijack()
+	if err != nil {
+		cfg.Streams.wg.Add(-2)
+		return false
+	}
+	logLine := detachLine(w, r)
+	st.w.detach(conn)
+	gone := make(chan struct{})
+	go func() {
+		defer cfg.Streams.wg.Done()
+		defer close(gone)
+		// The client sends nothing more; a read ends when it closes the
+		// connection (or live does).
+		var b [64]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer cfg.Streams.wg.Done()
+		defer func() {
+			if v := recover(); v != nil {
+				// net/http's recovery no longer covers this goroutine: a
+				// panic ends this stream only (the client resumes), never
+				// the process.
+				logger.Error("panic in a stream", "order", st.id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			}
+			conn.Close()
+			st.close()
+			if logLine != nil {
+				logLine(st.w.sent)
+			}
+		}()
+		st.live(logger, cfg, gone)
+		st.w.endChunked()
+	}()
+	return true
 }
 
 // endedEarly says why the broker ended the subscription, if not because
@@ -212,6 +308,18 @@ type streamWriter struct {
 	timeout time.Duration
 	buf     []byte
 	m       *metrics
+
+	// Once detached: the connection, taken over from net/http mid-way
+	// through a chunked body, the chunk being framed, and the bytes of
+	// frames sent since (for the request log).
+	conn  net.Conn
+	chunk []byte
+	sent  int64
+}
+
+// detach makes the writer write to conn, in HTTP/1.1 chunks.
+func (s *streamWriter) detach(conn net.Conn) {
+	s.w, s.rc, s.conn = nil, nil, conn
 }
 
 // event sends ev; live says it was just published (not history), so its
@@ -230,6 +338,9 @@ func (s *streamWriter) event(ev broker.Event, live bool) error {
 }
 
 func (s *streamWriter) flush() error {
+	if s.conn != nil {
+		return s.flushChunk()
+	}
 	// Writers without deadlines or flushing (Lambda's streaming response
 	// writes through at once) answer ErrNotSupported: that's fine.
 	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
@@ -246,5 +357,36 @@ func (s *streamWriter) flush() error {
 	if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
+	return nil
+}
+
+// flushChunk sends what is buffered as one chunk on the detached connection.
+func (s *streamWriter) flushChunk() error {
+	s.chunk = strconv.AppendInt(s.chunk[:0], int64(len(s.buf)), 16)
+	s.chunk = append(s.chunk, "\r\n"...)
+	s.chunk = append(s.chunk, s.buf...)
+	s.chunk = append(s.chunk, "\r\n"...)
+	n := len(s.buf)
+	s.buf = s.buf[:0]
+	return s.writeConn(s.chunk, int64(n))
+}
+
+// endChunked ends the detached body with the last chunk, so that the client
+// sees a clean end rather than a cut connection.
+func (s *streamWriter) endChunked() {
+	s.writeConn([]byte("0\r\n\r\n"), 0)
+}
+
+func (s *streamWriter) writeConn(b []byte, payload int64) error {
+	if err := s.conn.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil {
+		return err
+	}
+	if _, err := s.conn.Write(b); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			s.m.subscriberDropped("write_timeout")
+		}
+		return err
+	}
+	s.sent += payload
 	return nil
 }

@@ -1,0 +1,230 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/order"
+	"github.com/orderstream/orderstream/shared/sse"
+)
+
+// Streams that leave their handler (Config.Streams) must behave exactly as
+// streams that stay: these tests run what differs, both ways.
+
+// detachServer serves b with cfg, detaching streams when detach is set; its
+// cleanup ends the streams and waits for every detached one to finish.
+func detachServer(t *testing.T, b broker.Broker, cfg Config, detach bool, wrap func(net.Listener) net.Listener) (*httptest.Server, *syncBuffer, *Streams) {
+	t.Helper()
+	logs := &syncBuffer{}
+	done := make(chan struct{})
+	cfg.Done = done
+	var streams *Streams
+	if detach {
+		streams = &Streams{}
+		cfg.Streams = streams
+	}
+	srv := httptest.NewUnstartedServer(NewServer(slog.New(slog.NewTextHandler(logs, nil)), b, cfg))
+	if wrap != nil {
+		srv.Listener = wrap(srv.Listener)
+	}
+	srv.Start()
+	t.Cleanup(func() {
+		close(done)
+		if streams != nil {
+			streams.Wait() // a detached stream that never ended would hang here
+		}
+		srv.Close()
+	})
+	return srv, logs, streams
+}
+
+func bothWays(t *testing.T, test func(t *testing.T, detach bool)) {
+	for _, detach := range []bool{false, true} {
+		name := "in-handler"
+		if detach {
+			name = "detached"
+		}
+		t.Run(name, func(t *testing.T) { test(t, detach) })
+	}
+}
+
+func TestDetachedStreamDeliversAndEnds(t *testing.T) {
+	bothWays(t, func(t *testing.T, detach bool) {
+		b := broker.NewMemory(broker.Options{})
+		defer b.Close()
+		srv, logs, _ := detachServer(t, b, Config{HeartbeatInterval: 20 * time.Millisecond}, detach, nil)
+		id := uuid.New()
+		b.Publish(context.Background(), id, order.Created)
+
+		res, err := http.Get(srv.URL + "/orders/" + id.String() + "/stream")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if res.Close != detach {
+			t.Errorf("Connection: close is %v, want %v", res.Close, detach)
+		}
+		dec := sse.NewDecoder(res.Body)
+		beats := 0
+		dec.OnComment = func(string) { beats++ }
+		var got []string
+		for _, s := range []order.Status{order.PaymentConfirmed, order.Packed, order.Shipped, order.OutForDelivery, order.Delivered} {
+			m, err := dec.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, m.Data)
+			time.Sleep(30 * time.Millisecond) // heartbeats in between
+			b.Publish(context.Background(), id, s)
+		}
+		for {
+			m, err := dec.Next()
+			if err == io.EOF {
+				break // a clean end: the last chunk, not a cut connection
+			}
+			if err != nil {
+				t.Fatalf("the stream ended with %v, want a clean end", err)
+			}
+			got = append(got, m.Data)
+		}
+		if len(got) != 6 || !strings.Contains(got[5], `"Delivered"`) {
+			t.Fatalf("got %d events, last %q; want the 6 of the order", len(got), got[len(got)-1])
+		}
+		if beats == 0 {
+			t.Error("no heartbeat")
+		}
+		// One log line for the request, once it ended, with what it sent.
+		path := "path=/orders/" + id.String() + "/stream"
+		waitFor(t, "the request's log line", func() bool { return strings.Contains(logs.String(), path) })
+		if n := strings.Count(logs.String(), path); n != 1 {
+			t.Fatalf("%d log lines for the stream, want 1:\n%s", n, logs.String())
+		}
+		line := logs.String()[strings.Index(logs.String(), path):]
+		line = line[:strings.IndexByte(line, '\n')]
+		if !strings.Contains(line, "status=200") || strings.Contains(line, "bytes=0 ") {
+			t.Errorf("log line %q: want status=200 and the bytes sent", line)
+		}
+	})
+}
+
+// TestDetachedClientLeaves: a client that goes away frees its subscription
+// and its place under the limits at once, without waiting for a write to
+// fail.
+func TestDetachedClientLeaves(t *testing.T) {
+	bothWays(t, func(t *testing.T, detach bool) {
+		b := broker.NewMemory(broker.Options{})
+		defer b.Close()
+		srv, _, _ := detachServer(t, b, Config{MaxStreamsPerClient: 1, HeartbeatInterval: time.Hour}, detach, nil)
+		path := "/orders/" + uuid.NewString() + "/stream"
+		open := func() (net.Conn, string) {
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+			status, err := bufio.NewReader(conn).ReadString('\n')
+			if err != nil {
+				t.Fatalf("status line: %v", err)
+			}
+			return conn, status
+		}
+		for range 20 {
+			// The place is free again once the server has seen the last
+			// stream's close: heartbeats are an hour apart, so no failed
+			// write can be what frees it.
+			var conn net.Conn
+			waitFor(t, "the client's place under the limit to be free", func() bool {
+				c, status := open()
+				if strings.Contains(status, " 200 ") {
+					conn = c
+					return true
+				}
+				c.Close()
+				return false
+			})
+			conn.Close()
+		}
+	})
+}
+
+// TestDetachedStalledReaderIsCutOff: the write deadline still cuts off a
+// client that stops reading.
+func TestDetachedStalledReaderIsCutOff(t *testing.T) {
+	bothWays(t, func(t *testing.T, detach bool) {
+		b := broker.NewMemory(broker.Options{SubscriberBuffer: 1})
+		defer b.Close()
+		srv, logs, _ := detachServer(t, b, Config{
+			HeartbeatInterval: time.Millisecond, // fills the buffers fast
+			WriteTimeout:      200 * time.Millisecond,
+		}, detach, func(l net.Listener) net.Listener { return smallBufferListener{l} })
+		id := uuid.New()
+		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
+		}}
+		conn, err := d.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		io.WriteString(conn, "GET /orders/"+id.String()+"/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+		// The request's log line is written when the stream has ended.
+		waitFor(t, "the stalled stream to be cut off", func() bool {
+			return strings.Contains(logs.String(), "path=/orders/"+id.String()+"/stream")
+		})
+	})
+}
+
+// TestDetachedStreamsEndAtShutdown: closing Done ends detached streams with
+// a clean end, and Streams.Wait returns once they have.
+func TestDetachedStreamsEndAtShutdown(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	done := make(chan struct{})
+	streams := &Streams{}
+	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, Config{Done: done, Streams: streams}))
+	defer srv.Close()
+	var bodies []io.ReadCloser
+	for range 20 {
+		res, err := http.Get(srv.URL + "/orders/" + uuid.NewString() + "/stream")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		bodies = append(bodies, res.Body)
+	}
+	close(done)
+	waited := make(chan struct{})
+	go func() { streams.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Streams.Wait did not return after Done was closed")
+	}
+	for _, body := range bodies {
+		if _, err := io.ReadAll(body); err != nil {
+			t.Fatalf("a stream ended with %v at shutdown, want a clean end", err)
+		}
+	}
+	// After Wait, streams stay in their handlers (and end at once: Done is
+	// closed), leaving nothing behind to wait for.
+	res, err := http.Get(srv.URL + "/orders/" + uuid.NewString() + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(res.Body); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+}
