@@ -228,3 +228,43 @@ func TestDetachedStreamsEndAtShutdown(t *testing.T) {
 	}
 	res.Body.Close()
 }
+
+// TestDetachHTTP10: net/http sends an HTTP/1.0 body unchunked, so such a
+// stream stays in its handler and its body is plain SSE to the end.
+func TestDetachHTTP10(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	srv, _, _ := detachServer(t, b, Config{}, true, nil)
+	id := uuid.New()
+	b.Publish(context.Background(), id, order.Created)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET /orders/"+id.String()+"/stream HTTP/1.0\r\n\r\n")
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.TransferEncoding) != 0 {
+		t.Fatalf("HTTP/1.0 answer with Transfer-Encoding %v", res.TransferEncoding)
+	}
+	for _, s := range []order.Status{order.PaymentConfirmed, order.Packed, order.Shipped, order.OutForDelivery, order.Delivered} {
+		b.Publish(context.Background(), id, s)
+	}
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every line is SSE: no chunk framing leaked into the body.
+	for _, line := range strings.Split(string(body), "\n") {
+		if line != "" && !strings.HasPrefix(line, ":") && !strings.Contains(line, ": ") {
+			t.Fatalf("line %q in the HTTP/1.0 body is not SSE", line)
+		}
+	}
+	msgs := decodeAll(t, string(body))
+	if len(msgs) != 6 || !strings.Contains(msgs[5].Data, `"Delivered"`) {
+		t.Fatalf("HTTP/1.0 stream: %d events in %q", len(msgs), body)
+	}
+}

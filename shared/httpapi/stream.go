@@ -202,11 +202,12 @@ func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 }
 
 // canDetach tells whether the stream may take its connection over from
-// net/http: only on HTTP/1.x (HTTP/2 streams share a connection), only if
-// the writer can give the connection up (Lambda's can't), and only when the
-// caller waits for detached streams at shutdown (cfg.Streams).
+// net/http: only on HTTP/1.1 (HTTP/2 streams share a connection, and
+// net/http sends HTTP/1.0 bodies unchunked), only if the writer can give
+// the connection up (Lambda's can't), and only when the caller waits for
+// detached streams at shutdown (cfg.Streams).
 func canDetach(cfg *Config, w http.ResponseWriter, r *http.Request) bool {
-	if cfg.Streams == nil || r.ProtoMajor != 1 {
+	if cfg.Streams == nil || r.ProtoMajor != 1 || r.ProtoMinor < 1 {
 		return false
 	}
 	for {
