@@ -14,7 +14,7 @@ import http from "k6/http";
 import exec from "k6/execution";
 import { check } from "k6";
 import { Gauge } from "k6/metrics";
-import { int, ms, str, streamURL, streamOptions, trendStats, startSimulations, STATUSES_PER_ORDER } from "./lib.js";
+import { int, ms, str, streamURL, streamOptions, trendStats, startSimulations, STATUSES_PER_ORDER, subscribersAndPublisher } from "./lib.js";
 
 const S = int("S", 1000);
 const K = Math.max(1, Math.min(int("K", 100), S));
@@ -30,23 +30,7 @@ const MAX = Math.ceil((RAMP + SPREAD + LIFE) / 1000) + 60;
 const deliveries = new Gauge("sse_deliveries_per_second");
 
 export const options = {
-  scenarios: {
-    subscribers: {
-      executor: "per-vu-iterations",
-      exec: "subscribe",
-      vus: VUS,
-      iterations: 1,
-      maxDuration: `${MAX}s`,
-    },
-    publisher: {
-      executor: "per-vu-iterations",
-      exec: "publish",
-      vus: 1,
-      iterations: 1,
-      startTime: `${Math.ceil(RAMP / 1000) + 2}s`,
-      maxDuration: `${MAX}s`,
-    },
-  },
+  scenarios: subscribersAndPublisher(VUS, RAMP, 2, MAX),
   setupTimeout: "30s",
   summaryTrendStats: trendStats,
   thresholds: {

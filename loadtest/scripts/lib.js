@@ -73,3 +73,28 @@ export function streamOptions(opts) {
   if (src !== "") opts.sourceAddrs = src.split(",").map((s) => s.trim()).filter((s) => s !== "");
   return opts;
 }
+
+// subscribersAndPublisher is the scenarios of latency.js and resume.js: vus
+// VUs that each subscribe once, and one publisher that starts when the
+// subscribers have ramped up (rampMs) plus startAfter seconds; both may run
+// for maxSeconds.
+export function subscribersAndPublisher(vus, rampMs, startAfter, maxSeconds) {
+  return {
+    subscribers: {
+      executor: "per-vu-iterations",
+      exec: "subscribe",
+      vus: vus,
+      iterations: 1,
+      maxDuration: `${maxSeconds}s`,
+    },
+    publisher: {
+      executor: "per-vu-iterations",
+      exec: "publish",
+      vus: 1,
+      iterations: 1,
+      startTime: `${Math.ceil(rampMs / 1000) + startAfter}s`,
+      maxDuration: `${maxSeconds}s`,
+    },
+  };
+}
+
