@@ -14,7 +14,7 @@ import http from "k6/http";
 import exec from "k6/execution";
 import { check } from "k6";
 import { Gauge } from "k6/metrics";
-import { int, ms, str, streamURL, streamOptions, trendStats, startSimulations, STATUSES_PER_ORDER, subscribersAndPublisher } from "./lib.js";
+import { int, ms, str, streamOptions, trendStats, startSimulations, STATUSES_PER_ORDER, subscribersAndPublisher, newOrders, subscriberURLs } from "./lib.js";
 
 const S = int("S", 1000);
 const K = Math.max(1, Math.min(int("K", 100), S));
@@ -46,18 +46,13 @@ export const options = {
 };
 
 export function setup() {
-  const orders = [];
-  for (let i = 0; i < K; i++) orders.push(crypto.randomUUID());
-  return { orders };
+  return newOrders(K);
 }
 
 // subscribe: stream i of the test watches order i % K, so each order has S/K subscribers.
 export async function subscribe(data) {
-  const vu = exec.scenario.iterationInTest;
-  const first = vu * PER_VU;
-  const count = Math.min(PER_VU, S - first);
-  const urls = [];
-  for (let i = 0; i < count; i++) urls.push(streamURL(data.orders[(first + i) % K]));
+  const urls = subscriberURLs(data.orders, exec.scenario.iterationInTest, PER_VU, S);
+  const count = urls.length;
   const h = sse.open(urls, streamOptions({ count, spread: RAMP, expectSequence: true }));
   const st = await h.finished((MAX - 5) * 1000);
   check(st, { "every subscriber saw its order delivered": (s) => s.completed === count });

@@ -98,3 +98,21 @@ export function subscribersAndPublisher(vus, rampMs, startAfter, maxSeconds) {
   };
 }
 
+// newOrders is setup() of latency.js and resume.js: k fresh order ids.
+export function newOrders(k) {
+  const orders = [];
+  for (let i = 0; i < k; i++) orders.push(crypto.randomUUID());
+  return { orders };
+}
+
+// subscriberURLs are the streams of the VU with index vu: up to perVU of
+// the s subscribers, stream i of the test watching order i % orders.length,
+// so that each order has s/orders.length subscribers.
+export function subscriberURLs(orders, vu, perVU, s) {
+  const first = vu * perVU;
+  const count = Math.min(perVU, s - first);
+  const urls = [];
+  for (let i = 0; i < count; i++) urls.push(streamURL(orders[(first + i) % orders.length]));
+  return urls;
+}
+

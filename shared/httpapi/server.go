@@ -190,3 +190,6 @@ func (s *Streams) add(n int) bool {
 	s.wg.Add(n)
 	return true
 }
+
+// done uncounts n goroutines of a detached stream.
+func (s *Streams) done(n int) { s.wg.Add(-n) }

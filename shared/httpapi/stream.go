@@ -243,14 +243,14 @@ func (st *stream) detach(logger *slog.Logger, cfg *Config, w http.ResponseWriter
 	}
 	conn, _, err := st.w.rc.Hijack()
 	if err != nil {
-		cfg.Streams.wg.Add(-2)
+		cfg.Streams.done(2)
 		return false
 	}
 	logLine := detachLine(w, r)
 	st.w.detach(conn)
 	gone := make(chan struct{})
 	go func() {
-		defer cfg.Streams.wg.Done()
+		defer cfg.Streams.done(1)
 		defer close(gone)
 		// The client sends nothing more; a read ends when it closes the
 		// connection (or live does).
@@ -262,7 +262,7 @@ func (st *stream) detach(logger *slog.Logger, cfg *Config, w http.ResponseWriter
 		}
 	}()
 	go func() {
-		defer cfg.Streams.wg.Done()
+		defer cfg.Streams.done(1)
 		defer func() {
 			if v := recover(); v != nil {
 				// net/http's recovery no longer covers this goroutine: a
