@@ -21,10 +21,14 @@ import (
 // ErrNotFound; a broker that cannot be reached answers errors wrapping
 // ErrUnavailable, so callers can tell "try again" from "you asked wrongly".
 type Broker interface {
-	// Publish appends status to the order's history if order.CheckTransition
-	// allows it from the current status. Check and append are one atomic step:
-	// of two racing publishers at most one moves the order.
-	Publish(ctx context.Context, id uuid.UUID, status order.Status) (Event, error)
+	// Publish appends req.Status to the order's history if
+	// order.CheckTransition allows it from the current status. Check and
+	// append are one atomic step: of two racing publishers at most one moves
+	// the order. A request whose IdempotencyKey the order already accepted
+	// answers that first event again (or an *IdempotencyKeyError if it was
+	// for another status) and appends nothing; the key is stored with the
+	// event in the same atomic step and kept as long as the order.
+	Publish(ctx context.Context, id uuid.UUID, req PublishRequest) (Event, error)
 
 	// Latest returns the order's last event.
 	Latest(ctx context.Context, id uuid.UUID) (Event, error)
@@ -47,6 +51,61 @@ var (
 	ErrClosed         = fmt.Errorf("broker closed: %w", ErrUnavailable)
 	ErrSlowSubscriber = errors.New("subscriber fell behind and was dropped")
 )
+
+// PublishRequest is one status update to publish.
+type PublishRequest struct {
+	Status order.Status
+	// IdempotencyKey, if not empty, names this request so that a publisher
+	// retrying it (after a timeout, a lost reply, a 503) gets the event it
+	// first made instead of a refused transition. CheckIdempotencyKey says
+	// what a key may hold.
+	IdempotencyKey string
+}
+
+// MaxIdempotencyKeyLen is the longest IdempotencyKey the contract allows.
+const MaxIdempotencyKeyLen = 255
+
+// ErrBadIdempotencyKey is the error CheckIdempotencyKey wraps.
+var ErrBadIdempotencyKey = errors.New("idempotency key must be 1 to 255 visible ASCII characters")
+
+// CheckIdempotencyKey returns nil if k may be used as an IdempotencyKey:
+// 1 to MaxIdempotencyKeyLen visible ASCII characters (0x21 to 0x7e), so that
+// it survives every header, log line and Redis field unchanged.
+func CheckIdempotencyKey(k string) error {
+	if k == "" || len(k) > MaxIdempotencyKeyLen {
+		return fmt.Errorf("%w: it has %d", ErrBadIdempotencyKey, len(k))
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return fmt.Errorf("%w: byte %d is %#02x", ErrBadIdempotencyKey, i, k[i])
+		}
+	}
+	return nil
+}
+
+// check refuses what no broker may store: an unknown status (the
+// error order.CheckTransition gives) or a malformed key.
+func (req PublishRequest) check() error {
+	if !req.Status.Valid() {
+		return order.CheckTransition(0, req.Status)
+	}
+	if req.IdempotencyKey != "" {
+		return CheckIdempotencyKey(req.IdempotencyKey)
+	}
+	return nil
+}
+
+// IdempotencyKeyError refuses a publish whose IdempotencyKey the order
+// already accepted for another status: the key names a different request.
+type IdempotencyKeyError struct {
+	Key       string
+	Accepted  order.Status // what the key was first used for
+	Requested order.Status
+}
+
+func (e *IdempotencyKeyError) Error() string {
+	return fmt.Sprintf("idempotency key %q was already used for status %s, not %s", e.Key, e.Accepted, e.Requested)
+}
 
 // Options are the knobs every implementation honours.
 type Options struct {

@@ -38,6 +38,23 @@ type memOrder struct {
 	events   []Event
 	subs     map[*Subscription]struct{}
 	finished time.Time // when the terminal event was accepted; zero before
+	// accepted holds the event each idempotency key made; it goes with the
+	// order, so a key lives as long as the order it names.
+	accepted map[string]Event
+}
+
+// replay answers a request whose key the order already accepted: the same
+// event, or an *IdempotencyKeyError if the key was for another status. ok is
+// false for a key the order has not seen. The caller holds the shard lock.
+func (o *memOrder) replay(req PublishRequest) (ev Event, ok bool, err error) {
+	if o == nil || req.IdempotencyKey == "" {
+		return Event{}, false, nil
+	}
+	ev, ok = o.accepted[req.IdempotencyKey]
+	if ok && ev.Update.Status != req.Status {
+		return Event{}, true, &IdempotencyKeyError{Key: req.IdempotencyKey, Accepted: ev.Update.Status, Requested: req.Status}
+	}
+	return ev, ok, nil
 }
 
 // NewMemory returns an in-process broker. Close stops its janitor.
@@ -70,16 +87,23 @@ func (m *Memory) expired(o *memOrder, now time.Time) bool {
 	return !o.finished.IsZero() && now.Sub(o.finished) >= m.opts.Retention
 }
 
-func (m *Memory) Publish(_ context.Context, id uuid.UUID, status order.Status) (Event, error) {
+func (m *Memory) Publish(_ context.Context, id uuid.UUID, req PublishRequest) (Event, error) {
 	if m.closed.Load() {
 		return Event{}, ErrClosed
 	}
+	if err := req.check(); err != nil {
+		return Event{}, err
+	}
+	status := req.Status
 	sh := m.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 
 	now := m.now().UTC().Truncate(time.Microsecond)
 	o := m.lookup(sh, id, now)
+	if ev, ok, err := o.replay(req); ok {
+		return ev, err
+	}
 	var current order.Status
 	var lastID EventID
 	if o != nil && len(o.events) > 0 {
@@ -104,6 +128,12 @@ func (m *Memory) Publish(_ context.Context, id uuid.UUID, status order.Status) (
 	}
 	o.ids = append(o.ids, evID)
 	o.events = append(o.events, ev)
+	if req.IdempotencyKey != "" {
+		if o.accepted == nil {
+			o.accepted = make(map[string]Event)
+		}
+		o.accepted[req.IdempotencyKey] = ev
+	}
 	for s := range o.subs {
 		if !s.deliver(ev) {
 			delete(o.subs, s)

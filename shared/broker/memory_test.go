@@ -18,7 +18,7 @@ func TestMemoryLeavesNoEntriesBehind(t *testing.T) {
 	defer m.Close()
 	ctx := context.Background()
 	live := uuid.New()
-	if _, err := m.Publish(ctx, live, order.Created); err != nil {
+	if _, err := m.Publish(ctx, live, PublishRequest{Status: order.Created}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 10_000 {
@@ -45,7 +45,7 @@ func TestMemoryDroppedSubscriberIsRemoved(t *testing.T) {
 	sub, _ := m.Subscribe(ctx, id, EventID{})
 	defer sub.Close()
 	for _, s := range []order.Status{order.Created, order.PaymentConfirmed, order.Packed} {
-		if _, err := m.Publish(ctx, id, s); err != nil {
+		if _, err := m.Publish(ctx, id, PublishRequest{Status: s}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,9 +60,9 @@ func TestMemoryClockSteppingBack(t *testing.T) {
 	clock := time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)
 	m.now = func() time.Time { return clock }
 	id := uuid.New()
-	first, _ := m.Publish(context.Background(), id, order.Created)
+	first, _ := m.Publish(context.Background(), id, PublishRequest{Status: order.Created})
 	clock = clock.Add(-time.Hour)
-	second, err := m.Publish(context.Background(), id, order.Packed)
+	second, err := m.Publish(context.Background(), id, PublishRequest{Status: order.Packed})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func benchPublishToReceive(b *testing.B, pub, sub broker.Broker, n int) {
 			}
 			received.Add(n)
 			published.Store(time.Now().UnixNano())
-			if _, err := pub.Publish(ctx, id, status); err != nil {
+			if _, err := pub.Publish(ctx, id, broker.PublishRequest{Status: status}); err != nil {
 				b.Fatal(err)
 			}
 			received.Wait()

@@ -93,6 +93,8 @@ type Redis struct {
 	prefix        string
 	timeout       time.Duration
 	unfinishedTTL time.Duration
+	// publishCommand is what the script publishes live messages with.
+	publishCommand string
 
 	ctx    context.Context // canceled by Close: aborts background round trips
 	cancel context.CancelFunc
@@ -199,6 +201,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		prefix:          prefix,
 		timeout:         timeout,
 		unfinishedTTL:   max(unfinished, cfg.Options.withDefaults().Retention),
+		publishCommand:  "PUBLISH",
 		ctx:             bgCtx,
 		cancel:          cancel,
 		stop:            make(chan struct{}),
@@ -217,64 +220,105 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 func (r *Redis) streamKey(id uuid.UUID) string { return r.prefix + "{" + id.String() + "}:events" }
 func (r *Redis) latestKey(id uuid.UUID) string { return r.prefix + "{" + id.String() + "}:latest" }
 func (r *Redis) channel(id uuid.UUID) string   { return r.prefix + "{" + id.String() + "}:live" }
+func (r *Redis) idempotencyKey(id uuid.UUID) string {
+	return r.prefix + "{" + id.String() + "}:idempotency"
+}
 
 // opCtx bounds one round trip, whatever the caller's deadline.
 func (r *Redis) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, r.timeout)
 }
 
-func (r *Redis) Publish(ctx context.Context, id uuid.UUID, status order.Status) (Event, error) {
+func (r *Redis) Publish(ctx context.Context, id uuid.UUID, req PublishRequest) (Event, error) {
 	if r.closed.Load() {
 		return Event{}, ErrClosed
 	}
-	if !status.Valid() {
-		return Event{}, order.CheckTransition(0, status) // the error Memory gives
+	if err := req.check(); err != nil {
+		return Event{}, err // the errors Memory gives
 	}
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
-	keys := []string{r.streamKey(id), r.latestKey(id)}
-	res, err := publishScript.Run(ctx, r.client, keys,
-		status.String(),
+	res, err := r.runPublish(ctx, id, req.Status.String(), req.IdempotencyKey)
+	if err != nil {
+		return Event{}, r.fail(err, "publish %v to order %s", req.Status, id)
+	}
+	reply, err := parsePublishReply(id, req, res)
+	if err != nil {
+		return Event{}, fmt.Errorf("publish %v to order %s: %w", req.Status, id, err)
+	}
+	if !reply.replayed {
+		r.deliverOwn(id, reply.prev, reply.event)
+	}
+	return reply.event, nil
+}
+
+// runPublish runs the publish script for the named status (a name, so that
+// tests can also send what order.Status can't hold).
+func (r *Redis) runPublish(ctx context.Context, id uuid.UUID, status, idempotencyKey string) ([]any, error) {
+	keys := []string{r.streamKey(id), r.latestKey(id), r.idempotencyKey(id)}
+	return publishScript.Run(ctx, r.client, keys,
+		status,
 		max(r.opts.Retention.Milliseconds(), 1), // PEXPIRE 0 would delete at once
 		r.unfinishedTTL.Milliseconds(),
 		streamCap,
 		r.channel(id),
+		idempotencyKey,
+		r.publishCommand,
 	).Slice()
-	if err != nil {
-		return Event{}, r.fail(err, "publish %v to order %s", status, id)
-	}
-	ev, prev, err := parsePublishReply(id, status, res)
-	if err != nil {
-		return Event{}, fmt.Errorf("publish %v to order %s: %w", status, id, err)
-	}
-	r.deliverOwn(id, prev, ev)
-	return ev, nil
 }
 
-// parsePublishReply turns the script's reply into the event and the id of
-// the one before it, or into the *order.TransitionError of a refusal.
-func parsePublishReply(id uuid.UUID, requested order.Status, res []any) (Event, EventID, error) {
+// publishReply is what the publish script answered.
+type publishReply struct {
+	event    Event
+	prev     EventID // the event before; zero for a replay
+	replayed bool    // the idempotency key had already made event
+}
+
+// Script reply codes (redis_publish.lua).
+const (
+	replyRefused     = 0
+	replyAccepted    = 1
+	replyReplayed    = 2
+	replyKeyConflict = 3
+)
+
+// parsePublishReply turns the script's reply into the event (with the id of
+// the one before it), or into the *order.TransitionError or
+// *IdempotencyKeyError of a refusal.
+func parsePublishReply(id uuid.UUID, req PublishRequest, res []any) (publishReply, error) {
 	if len(res) < 2 {
-		return Event{}, EventID{}, fmt.Errorf("unexpected script reply %v", res)
+		return publishReply{}, fmt.Errorf("unexpected script reply %v", res)
 	}
-	if ok, _ := res[0].(int64); ok == 0 {
+	code, _ := res[0].(int64)
+	switch code {
+	case replyRefused, replyKeyConflict:
 		current, err := order.ParseStatus(fmt.Sprint(res[1]))
 		if err != nil {
-			return Event{}, EventID{}, fmt.Errorf("script refused with current status: %w", err)
+			return publishReply{}, fmt.Errorf("script refused with stored status: %w", err)
 		}
-		return Event{}, EventID{}, &order.TransitionError{Current: current, Requested: requested}
+		if code == replyKeyConflict {
+			return publishReply{}, &IdempotencyKeyError{Key: req.IdempotencyKey, Accepted: current, Requested: req.Status}
+		}
+		return publishReply{}, &order.TransitionError{Current: current, Requested: req.Status}
+	case replyAccepted, replyReplayed:
+	default:
+		return publishReply{}, fmt.Errorf("unexpected script reply %v", res)
 	}
-	if len(res) < 4 {
-		return Event{}, EventID{}, fmt.Errorf("unexpected script reply %v", res)
+	if len(res) < 3 || code == replyAccepted && len(res) < 4 {
+		return publishReply{}, fmt.Errorf("unexpected script reply %v", res)
 	}
 	evID, err1 := ParseEventID(fmt.Sprint(res[1]))
 	ts, err2 := strconv.ParseInt(fmt.Sprint(res[2]), 10, 64)
-	prev, err3 := ParseEventID(fmt.Sprint(res[3]))
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return Event{}, EventID{}, fmt.Errorf("script reply %v: %w", res, err)
+	var prev EventID
+	var err3 error
+	if code == replyAccepted {
+		prev, err3 = ParseEventID(fmt.Sprint(res[3]))
 	}
-	ev, err := newRedisEvent(id, evID, requested, ts)
-	return ev, prev, err
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return publishReply{}, fmt.Errorf("script reply %v: %w", res, err)
+	}
+	ev, err := newRedisEvent(id, evID, req.Status, ts)
+	return publishReply{event: ev, prev: prev, replayed: code == replyReplayed}, err
 }
 
 // newRedisEvent builds an event from what Redis stores; every path (publish

@@ -63,7 +63,7 @@ func rawClient(t *testing.T, srv *redistest.Server) *redis.Client {
 
 func mustPublish(t *testing.T, b Broker, id uuid.UUID, s order.Status) Event {
 	t.Helper()
-	ev, err := b.Publish(context.Background(), id, s)
+	ev, err := b.Publish(context.Background(), id, PublishRequest{Status: s})
 	if err != nil {
 		t.Fatalf("publish %v: %v", s, err)
 	}
@@ -76,7 +76,7 @@ func publishRetrying(t *testing.T, b Broker, id uuid.UUID, s order.Status) Event
 	t.Helper()
 	deadline := time.Now().Add(eventually)
 	for {
-		ev, err := b.Publish(context.Background(), id, s)
+		ev, err := b.Publish(context.Background(), id, PublishRequest{Status: s})
 		if err == nil {
 			return ev
 		}
@@ -174,10 +174,7 @@ func TestRedisScriptMatchesCheckTransition(t *testing.T) {
 	srv := redistest.Start(t)
 	r := newTestRedis(t, srv, RedisConfig{})
 	ctx := context.Background()
-	run := func(id uuid.UUID, to string) ([]any, error) {
-		return publishScript.Run(ctx, r.client, []string{r.streamKey(id), r.latestKey(id)},
-			to, 1000, 100000, streamCap, r.channel(id)).Slice()
-	}
+	run := func(id uuid.UUID, to string) ([]any, error) { return r.runPublish(ctx, id, to, "") }
 	for _, from := range append([]order.Status{0}, order.Statuses()...) {
 		for _, to := range order.Statuses() {
 			id := uuid.New()
@@ -208,7 +205,7 @@ func TestRedisScriptMatchesCheckTransition(t *testing.T) {
 	if _, err := run(id, "Cancelled"); err == nil || !strings.Contains(err.Error(), "stored status") {
 		t.Errorf("corrupt stored status: %v", err)
 	}
-	if _, err := r.Publish(ctx, uuid.New(), order.Status(42)); !errors.Is(err, order.ErrUnknownStatus) {
+	if _, err := r.Publish(ctx, uuid.New(), PublishRequest{Status: order.Status(42)}); !errors.Is(err, order.ErrUnknownStatus) {
 		t.Errorf("Publish of an invalid status: %v", err)
 	}
 }
@@ -276,7 +273,7 @@ func TestRedisRacingInstances(t *testing.T) {
 			for i := range 12 {
 				b, want := brokers[i%len(brokers)], candidates[i%len(candidates)]
 				wg.Go(func() {
-					ev, err := b.Publish(context.Background(), id, want)
+					ev, err := b.Publish(context.Background(), id, PublishRequest{Status: want})
 					var te *order.TransitionError
 					mu.Lock()
 					defer mu.Unlock()
@@ -333,7 +330,7 @@ func TestRedisSubscribeRacesRemotePublishers(t *testing.T) {
 		wg.Go(func() {
 			defer close(done)
 			for _, s := range happy {
-				ev, err := pub.Publish(context.Background(), id, s)
+				ev, err := pub.Publish(context.Background(), id, PublishRequest{Status: s})
 				if err != nil {
 					t.Errorf("publish: %v", err)
 					return
@@ -550,7 +547,7 @@ func TestRedisUnavailable(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	start := time.Now()
-	_, err := r.Publish(ctx, id, order.Packed)
+	_, err := r.Publish(ctx, id, PublishRequest{Status: order.Packed})
 	prompt("Publish", err, start)
 	start = time.Now()
 	_, err = r.Latest(ctx, id)
@@ -606,7 +603,7 @@ func TestRedisHungServer(t *testing.T) {
 	t.Logf("Ping failed %v after Redis hung", time.Since(paused))
 	start := time.Now()
 	// Its outcome is unknown to the caller: Redis may run it on resuming.
-	if _, err := r.Publish(ctx, id, order.Packed); !errors.Is(err, ErrUnavailable) || time.Since(start) > 3*time.Second {
+	if _, err := r.Publish(ctx, id, PublishRequest{Status: order.Packed}); !errors.Is(err, ErrUnavailable) || time.Since(start) > 3*time.Second {
 		t.Errorf("Publish to a hung Redis: %v after %v", err, time.Since(start))
 	}
 	deadline := time.Now().Add(eventually)
@@ -665,7 +662,7 @@ func TestRedisStartsWhileRedisIsDown(t *testing.T) {
 		t.Fatalf("Ping with Redis down: %v", err)
 	}
 	id := uuid.New()
-	if _, err := r.Publish(ctx, id, order.Created); !errors.Is(err, ErrUnavailable) {
+	if _, err := r.Publish(ctx, id, PublishRequest{Status: order.Created}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Publish with Redis down: %v", err)
 	}
 	if _, err := r.Subscribe(ctx, id, EventID{}); !errors.Is(err, ErrUnavailable) {
@@ -722,8 +719,13 @@ func TestRedisKeysAndExpiry(t *testing.T) {
 	ctx := context.Background()
 	finished, ongoing := uuid.New(), uuid.New()
 	mustPublish(t, r, finished, order.Created)
-	mustPublish(t, r, finished, order.Delivered)
-	mustPublish(t, r, ongoing, order.Packed)
+	// A key stored by an earlier event takes the retention with the order's last.
+	if _, err := r.Publish(ctx, finished, PublishRequest{Status: order.Delivered, IdempotencyKey: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Publish(ctx, ongoing, PublishRequest{Status: order.Packed, IdempotencyKey: "pack"}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := other.Latest(ctx, ongoing); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("another prefix sees the order: %v", err)
 	}
@@ -732,8 +734,8 @@ func TestRedisKeysAndExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 4 {
-		t.Errorf("keys %v, want a stream and a hash per order", keys)
+	if len(keys) != 6 {
+		t.Errorf("keys %v, want a stream, a latest hash and an idempotency hash per order", keys)
 	}
 	for _, k := range keys {
 		if !strings.HasPrefix(k, "tenant-a:") {
@@ -847,7 +849,7 @@ func TestRedisCloseLeavesNoGoroutines(t *testing.T) {
 	srv.Kill()
 	for _, r := range brokers {
 		r.Ping(ctx)
-		r.Publish(ctx, uuid.New(), order.Created)
+		r.Publish(ctx, uuid.New(), PublishRequest{Status: order.Created})
 	}
 	srv.Restart()
 	for _, r := range brokers {

@@ -82,9 +82,9 @@ func TestAuth(t *testing.T) {
 	b := broker.NewMemory(broker.Options{})
 	defer b.Close()
 	known := uuid.New()
-	b.Publish(context.Background(), known, order.Created)
+	b.Publish(context.Background(), known, broker.PublishRequest{Status: order.Created})
 	other := uuid.New()
-	b.Publish(context.Background(), other, order.Created)
+	b.Publish(context.Background(), other, broker.PublishRequest{Status: order.Created})
 
 	reg := prometheus.NewRegistry()
 	hs := NewServer(discardLogger(), b, Config{HistoryOnly: true, Metrics: reg, Auth: AuthConfig{Secret: k.secret}})

@@ -63,7 +63,7 @@ func BenchmarkFanout(b *testing.B) {
 				b.StartTimer()
 				start := time.Now()
 				for _, s := range lifecycle {
-					if _, err := br.Publish(context.Background(), id, s); err != nil {
+					if _, err := br.Publish(context.Background(), id, broker.PublishRequest{Status: s}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -139,7 +139,7 @@ func oursOnce(b *testing.B, base string, br broker.Broker, n int) time.Duration 
 	}
 	start := time.Now()
 	for _, s := range lifecycle {
-		if _, err := br.Publish(context.Background(), id, s); err != nil {
+		if _, err := br.Publish(context.Background(), id, broker.PublishRequest{Status: s}); err != nil {
 			b.Fatal(err)
 		}
 	}

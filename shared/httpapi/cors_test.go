@@ -18,7 +18,7 @@ func TestCORS(t *testing.T) {
 	b := broker.NewMemory(broker.Options{})
 	defer b.Close()
 	done := uuid.NewString()
-	b.Publish(context.Background(), uuid.MustParse(done), order.Delivered)
+	b.Publish(context.Background(), uuid.MustParse(done), broker.PublishRequest{Status: order.Delivered})
 	const shop = "https://shop.example"
 	listed := NewServer(discardLogger(), b, Config{CORSAllowedOrigins: []string{shop, "http://localhost:3000"}, HistoryOnly: true})
 	anyOrigin := NewServer(discardLogger(), b, Config{CORSAllowedOrigins: []string{"*"}, HistoryOnly: true})

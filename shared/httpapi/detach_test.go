@@ -66,7 +66,7 @@ func TestDetachedStreamDeliversAndEnds(t *testing.T) {
 		defer b.Close()
 		srv, logs, _ := detachServer(t, b, Config{HeartbeatInterval: 20 * time.Millisecond}, detach, nil)
 		id := uuid.New()
-		b.Publish(context.Background(), id, order.Created)
+		b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
 
 		res, err := http.Get(srv.URL + "/orders/" + id.String() + "/stream")
 		if err != nil {
@@ -87,7 +87,7 @@ func TestDetachedStreamDeliversAndEnds(t *testing.T) {
 			}
 			got = append(got, m.Data)
 			time.Sleep(30 * time.Millisecond) // heartbeats in between
-			b.Publish(context.Background(), id, s)
+			b.Publish(context.Background(), id, broker.PublishRequest{Status: s})
 		}
 		for {
 			m, err := dec.Next()
@@ -185,7 +185,7 @@ func TestStalledReaderIsCutOff(t *testing.T) {
 			return strings.Contains(logs.String(), "path=/orders/"+id.String()+"/stream")
 		})
 		for _, s := range []order.Status{order.Created, order.PaymentConfirmed, order.Packed} {
-			if _, err := b.Publish(context.Background(), id, s); err != nil {
+			if _, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: s}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -242,7 +242,7 @@ func TestDetachHTTP10(t *testing.T) {
 	defer b.Close()
 	srv, _, _ := detachServer(t, b, Config{}, true, nil)
 	id := uuid.New()
-	b.Publish(context.Background(), id, order.Created)
+	b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +257,7 @@ func TestDetachHTTP10(t *testing.T) {
 		t.Fatalf("HTTP/1.0 answer with Transfer-Encoding %v", res.TransferEncoding)
 	}
 	for _, s := range []order.Status{order.PaymentConfirmed, order.Packed, order.Shipped, order.OutForDelivery, order.Delivered} {
-		b.Publish(context.Background(), id, s)
+		b.Publish(context.Background(), id, broker.PublishRequest{Status: s})
 	}
 	body, err := io.ReadAll(res.Body)
 	if err != nil {

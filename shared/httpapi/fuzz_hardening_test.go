@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/order"
 )
 
@@ -46,7 +47,7 @@ func checkAuthAnswer(t *testing.T, rec *httptest.ResponseRecorder, allowed ...in
 func FuzzToken(f *testing.F) {
 	h, b := fuzzHandler(f, Config{HistoryOnly: true, Auth: AuthConfig{Secret: fuzzSecret}})
 	id := uuid.New()
-	b.Publish(context.Background(), id, order.Created)
+	b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
 	exp := time.Now().Add(24 * time.Hour).Unix()
 	good := signHS256(`{"alg":"HS256","typ":"JWT"}`, `{"exp":`+itoa(exp)+`,"orders":["`+id.String()+`"]}`)
 	for _, s := range []struct {

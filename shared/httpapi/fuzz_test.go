@@ -83,9 +83,9 @@ func FuzzStreamRequest(f *testing.F) {
 	// HistoryOnly: the stream answers and ends, so each input returns.
 	h, b := fuzzHandler(f, Config{HistoryOnly: true})
 	id := uuid.New()
-	ev, _ := b.Publish(context.Background(), id, order.Created)
+	ev, _ := b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
 	done := uuid.New()
-	b.Publish(context.Background(), done, order.Delivered)
+	b.Publish(context.Background(), done, broker.PublishRequest{Status: order.Delivered})
 	for _, s := range []struct{ id, header, query string }{
 		{id.String(), ev.ID, ""},
 		{id.String(), "", ev.ID},
@@ -115,7 +115,7 @@ func FuzzSimulateInterval(f *testing.F) {
 	// A finished order: a valid interval is answered 409 at once, so the
 	// fuzzer never waits out a simulation.
 	done := uuid.New()
-	b.Publish(context.Background(), done, order.Cancelled)
+	b.Publish(context.Background(), done, broker.PublishRequest{Status: order.Cancelled})
 	for _, s := range []string{"2s", "0s", "10s", "10.000000001s", "-0s", "1e3ms", "", "1h", "+5s", ".5s", "9223372036854775807ns"} {
 		f.Add(s)
 	}

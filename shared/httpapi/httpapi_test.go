@@ -153,7 +153,7 @@ func TestStreamWithoutFlusher(t *testing.T) {
 		MaxStreamDuration: 300 * time.Millisecond,
 	})
 	id := uuid.New()
-	b.Publish(context.Background(), id, order.Created)
+	b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
 	w := &noFlushWriter{header: http.Header{}}
 	done := make(chan struct{})
 	go func() {
@@ -161,7 +161,7 @@ func TestStreamWithoutFlusher(t *testing.T) {
 		close(done)
 	}()
 	waitFor(t, "the history event", func() bool { return strings.Contains(w.body(), "Created") })
-	b.Publish(context.Background(), id, order.Packed)
+	b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Packed})
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
@@ -186,8 +186,8 @@ func TestHistoryOnlyReplaysAndEnds(t *testing.T) {
 	defer b.Close()
 	srv, _ := newTestServer(t, b, Config{HistoryOnly: true})
 	id := uuid.New()
-	first, _ := b.Publish(context.Background(), id, order.Created)
-	b.Publish(context.Background(), id, order.Packed)
+	first, _ := b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
+	b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Packed})
 	for _, tt := range []struct {
 		lastID string
 		want   int

@@ -95,7 +95,7 @@ func TestMetrics(t *testing.T) {
 	if got := metricValue(t, reg, "orderstream_streams_open"); got != 1 {
 		t.Fatalf("streams open %v, want 1", got)
 	}
-	if _, err := b.Publish(context.Background(), uuid.MustParse(id), order.Delivered); err != nil {
+	if _, err := b.Publish(context.Background(), uuid.MustParse(id), broker.PublishRequest{Status: order.Delivered}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := dec.Next(); err != nil {
@@ -165,7 +165,7 @@ func TestMetricsSlowSubscriberDropped(t *testing.T) {
 	// buffer of one.
 	w.block.Store(true)
 	for _, s := range []order.Status{order.Created, order.PaymentConfirmed, order.Packed} {
-		if _, err := b.Publish(context.Background(), id, s); err != nil {
+		if _, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: s}); err != nil {
 			t.Fatal(err)
 		}
 	}

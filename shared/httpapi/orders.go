@@ -57,7 +57,11 @@ func handlePublish(logger *slog.Logger, b broker.Broker, m *metrics) http.Handle
 			writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("status %s", problems["status"]))
 			return
 		}
-		ev, err := b.Publish(r.Context(), id, status)
+		key, ok := idempotencyKey(w, r)
+		if !ok {
+			return
+		}
+		ev, err := b.Publish(r.Context(), id, broker.PublishRequest{Status: status, IdempotencyKey: key})
 		if err != nil {
 			writeBrokerError(logger, m, "publish", w, r, err)
 			return
@@ -66,6 +70,28 @@ func handlePublish(logger *slog.Logger, b broker.Broker, m *metrics) http.Handle
 		w.Header().Set("Location", "/orders/"+id.String())
 		writeJSON(w, http.StatusCreated, []byte(ev.Data))
 	})
+}
+
+// idempotencyKeyHeader lets a publisher retry safely (CONTRACT.md, Endpoints).
+const idempotencyKeyHeader = "Idempotency-Key"
+
+// idempotencyKey reads the Idempotency-Key header, "" if there is none,
+// answering 400 itself when it is malformed or repeated (two keys would make
+// the request mean two things).
+func idempotencyKey(w http.ResponseWriter, r *http.Request) (string, bool) {
+	vals := r.Header.Values(idempotencyKeyHeader)
+	switch {
+	case len(vals) == 0:
+		return "", true
+	case len(vals) > 1:
+		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("header %s is repeated: send one key", idempotencyKeyHeader))
+		return "", false
+	}
+	if err := broker.CheckIdempotencyKey(vals[0]); err != nil {
+		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("header %s: %v", idempotencyKeyHeader, err))
+		return "", false
+	}
+	return vals[0], true
 }
 
 func handleGetOrder(logger *slog.Logger, b broker.Broker, m *metrics) http.Handler {
@@ -169,7 +195,7 @@ func simulate(ctx context.Context, b broker.Broker, id uuid.UUID, interval time.
 			}
 			return published, nil // someone else finished it
 		}
-		_, err = b.Publish(ctx, id, next)
+		_, err = b.Publish(ctx, id, broker.PublishRequest{Status: next})
 		var te *order.TransitionError
 		switch {
 		case errors.As(err, &te):

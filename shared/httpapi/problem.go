@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -50,12 +51,15 @@ func writeProblemBody(w http.ResponseWriter, p problem) {
 }
 
 // writeBrokerError turns what a broker said into the contract's answer:
-// refusals are the client's business (409, 404); anything else means the
+// refusals are the client's business (409, 422, 404); anything else means the
 // broker can't serve now (503 with Retry-After, counted under op), never a
 // 500, since nothing the client sent caused it.
 func writeBrokerError(logger *slog.Logger, m *metrics, op string, w http.ResponseWriter, r *http.Request, err error) {
 	var te *order.TransitionError
+	var ke *broker.IdempotencyKeyError
 	switch {
+	case errors.As(err, &ke):
+		writeProblem(w, r, http.StatusUnprocessableEntity, fmt.Sprintf("header %s: %v", idempotencyKeyHeader, ke))
 	case errors.As(err, &te):
 		writeProblemBody(w, problem{
 			Status:        http.StatusConflict,

@@ -50,6 +50,10 @@ func Run(t *testing.T, open Open) {
 		{"SubscribeCloseCyclesLeaveNoGoroutines", testCycles},
 		{"FinishedOrdersExpire", testRetention},
 		{"CloseEndsSubscriptions", testClose},
+		{"IdempotentRetries", testIdempotentRetries},
+		{"IdempotencyKeyForAnotherStatus", testIdempotencyKeyConflict},
+		{"ConcurrentRetriesMakeOneEvent", testConcurrentRetries},
+		{"MalformedIdempotencyKey", testMalformedKey},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
@@ -65,7 +69,7 @@ func openBroker(t *testing.T, open Open, opts broker.Options) broker.Broker {
 
 func publish(t *testing.T, b broker.Broker, id uuid.UUID, s order.Status) broker.Event {
 	t.Helper()
-	ev, err := b.Publish(context.Background(), id, s)
+	ev, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: s})
 	if err != nil {
 		t.Fatalf("publish %v: %v", s, err)
 	}
@@ -189,7 +193,7 @@ func testTransitions(t *testing.T, open Open) {
 			if from != 0 {
 				publish(t, b, id, from)
 			}
-			_, err := b.Publish(context.Background(), id, to)
+			_, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: to})
 			want := order.CheckTransition(from, to)
 			if want == nil {
 				if err != nil {
@@ -378,7 +382,7 @@ func testRacingPublishers(t *testing.T, open Open) {
 		for i := range racers {
 			want := candidates[i%len(candidates)]
 			wg.Go(func() {
-				_, err := b.Publish(context.Background(), id, want)
+				_, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: want})
 				mu.Lock()
 				defer mu.Unlock()
 				var te *order.TransitionError
@@ -519,7 +523,7 @@ func testClose(t *testing.T, open Open) {
 		t.Fatal("a subscription cut by Close reports no error: its client would think the order finished")
 	}
 	sub.Close()
-	if _, err := b.Publish(context.Background(), id, order.Packed); err == nil {
+	if _, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Packed}); err == nil {
 		t.Fatal("publish after Close succeeded")
 	}
 	if err := b.Ping(context.Background()); err == nil {
@@ -527,5 +531,112 @@ func testClose(t *testing.T, open Open) {
 	}
 	if err := b.Close(); err != nil {
 		t.Fatalf("second close: %v", err)
+	}
+}
+
+func publishKeyed(t *testing.T, b broker.Broker, id uuid.UUID, s order.Status, key string) broker.Event {
+	t.Helper()
+	ev, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: s, IdempotencyKey: key})
+	if err != nil {
+		t.Fatalf("publish %v with key %q: %v", s, key, err)
+	}
+	return ev
+}
+
+// testIdempotentRetries: a retried request answers its first event, however
+// far the order moved since, and appends nothing.
+func testIdempotentRetries(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	id := uuid.New()
+	sub := subscribe(t, b, id, broker.EventID{})
+	created := publishKeyed(t, b, id, order.Created, "create-1")
+	sameEvents(t, "retry at once", []broker.Event{publishKeyed(t, b, id, order.Created, "create-1")}, []broker.Event{created})
+	packed := publishKeyed(t, b, id, order.Packed, "pack-1")
+	sameEvents(t, "retry after the order moved on", []broker.Event{publishKeyed(t, b, id, order.Created, "create-1")}, []broker.Event{created})
+	// The same key on another order is another request.
+	other := uuid.New()
+	publishKeyed(t, b, other, order.Created, "create-1")
+	delivered := publishKeyed(t, b, id, order.Delivered, "deliver-1")
+	for _, want := range []broker.Event{created, packed, delivered} {
+		got := publishKeyed(t, b, id, want.Update.Status, map[order.Status]string{
+			order.Created: "create-1", order.Packed: "pack-1", order.Delivered: "deliver-1",
+		}[want.Update.Status])
+		sameEvents(t, "retry after the order finished", []broker.Event{got}, []broker.Event{want})
+	}
+	// Without a key, a repeated status is a refused transition.
+	var te *order.TransitionError
+	if _, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Delivered}); !errors.As(err, &te) {
+		t.Fatalf("repeat without a key: %v, want a TransitionError", err)
+	}
+	// Each event went out once.
+	sameEvents(t, "live", collect(t, sub, 3), []broker.Event{created, packed, delivered})
+	if err := expectEnd(t, sub); err != nil {
+		t.Fatalf("Err = %v after the terminal event", err)
+	}
+	again := subscribe(t, b, id, broker.EventID{})
+	sameEvents(t, "history", again.History, []broker.Event{created, packed, delivered})
+}
+
+func testIdempotencyKeyConflict(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	id := uuid.New()
+	first := publishKeyed(t, b, id, order.Created, "k")
+	_, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Packed, IdempotencyKey: "k"})
+	var ke *broker.IdempotencyKeyError
+	if !errors.As(err, &ke) || ke.Key != "k" || ke.Accepted != order.Created || ke.Requested != order.Packed {
+		t.Fatalf("same key, other status: %v, want an IdempotencyKeyError naming Created and Packed", err)
+	}
+	latest, err := b.Latest(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameEvents(t, "latest after the conflict", []broker.Event{latest}, []broker.Event{first})
+}
+
+// testConcurrentRetries: copies of one request racing each other make one
+// event, and every copy answers it.
+func testConcurrentRetries(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	const copies = 16
+	for _, s := range happyPath[:3] {
+		id := uuid.New()
+		if s != happyPath[0] {
+			publish(t, b, id, order.Created)
+		}
+		results := make([]broker.Event, copies)
+		var wg sync.WaitGroup
+		for i := range copies {
+			wg.Go(func() {
+				ev, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: s, IdempotencyKey: "retry"})
+				if err != nil {
+					t.Errorf("copy %d: %v", i, err)
+				}
+				results[i] = ev
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		for i := range results {
+			sameEvents(t, "copy", results[i:i+1], results[:1])
+		}
+		sub := subscribe(t, b, id, broker.EventID{})
+		if n := len(sub.History); s == happyPath[0] && n != 1 || s != happyPath[0] && n != 2 {
+			t.Fatalf("%d copies of one request made history %v", copies, statuses(sub.History))
+		}
+	}
+}
+
+func testMalformedKey(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	id := uuid.New()
+	for _, key := range []string{"with space", "new\nline", string(make([]byte, broker.MaxIdempotencyKeyLen+1)), "\x7f", "é"} {
+		if _, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created, IdempotencyKey: key}); !errors.Is(err, broker.ErrBadIdempotencyKey) {
+			t.Errorf("key %q: %v, want ErrBadIdempotencyKey", key, err)
+		}
+	}
+	if _, err := b.Latest(context.Background(), id); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("a refused key made the order exist: %v", err)
 	}
 }
