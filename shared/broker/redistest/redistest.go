@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -35,6 +36,7 @@ type config struct {
 	password   string
 	appendonly string // "" for no AOF, else the appendfsync policy
 	args       []string
+	cluster    bool // a cluster node, with a bus port of its own
 }
 
 // Password makes the server require a password (requirepass); URL carries it.
@@ -55,6 +57,7 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	bus  int // the cluster bus port of a cluster node
 	cfg  config
 
 	mu   sync.Mutex
@@ -78,6 +81,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 	// A free port may be taken between asking and binding: try a few.
 	for attempt := 1; ; attempt++ {
 		s.port = freePort(t)
+		if s.cfg.cluster {
+			s.bus = freePort(t)
+		}
 		err := s.start()
 		if err == nil {
 			return s
@@ -138,7 +144,11 @@ func (s *Server) start() error {
 		args = append(args, "--appendonly", "no")
 	}
 	if s.cfg.password != "" {
-		args = append(args, "--requirepass", s.cfg.password)
+		args = append(args, "--requirepass", s.cfg.password, "--masterauth", s.cfg.password)
+	}
+	if s.cfg.cluster {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(s.bus),
+			"--cluster-config-file", filepath.Join(s.dir, "nodes.conf"))
 	}
 	args = append(args, s.cfg.args...)
 	cmd := exec.Command(s.bin, args...)
@@ -179,31 +189,73 @@ func (s *Server) waitReady(exited <-chan struct{}) error {
 	return fmt.Errorf("redis-server on port %d did not answer PING within %v: %v", s.port, startTimeout, last)
 }
 
-// ping speaks just enough RESP to authenticate and PING, so that this
-// package depends on no client library.
+// ping checks that the server answers PING with PONG.
 func (s *Server) ping() error {
-	c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	reply, err := s.Command("PING")
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	rd := bufio.NewReader(c)
-	if p := s.cfg.password; p != "" {
-		fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(p), p)
-		if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
-			return fmt.Errorf("AUTH: %q %v", line, err)
-		}
-	}
-	fmt.Fprint(c, "*1\r\n$4\r\nPING\r\n")
-	line, err := rd.ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("PING: %q", strings.TrimSpace(line))
+	if reply != "PONG" {
+		return fmt.Errorf("PING: %q", reply)
 	}
 	return nil
+}
+
+// Command sends one command on a connection of its own (authenticating
+// first if the server has a password) and returns the reply: a status,
+// an integer or a bulk string as text; an error reply as an error. It speaks
+// just enough RESP for that, so that this package depends on no client
+// library.
+func (s *Server) Command(args ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	rd := bufio.NewReader(c)
+	if p := s.cfg.password; p != "" {
+		if reply, err := roundTrip(c, rd, "AUTH", p); err != nil || reply != "OK" {
+			return "", fmt.Errorf("AUTH: %q %v", reply, err)
+		}
+	}
+	return roundTrip(c, rd, args...)
+}
+
+func roundTrip(w io.Writer, rd *bufio.Reader, args ...string) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return "", err
+	}
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("empty reply")
+	}
+	switch line[0] {
+	case '+', ':':
+		return line[1:], nil
+	case '-':
+		return "", errors.New(line[1:])
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", fmt.Errorf("bulk reply %q", line)
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return "", fmt.Errorf("unsupported reply %q", line)
 }
 
 func (s *Server) logTail() string {
