@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,11 @@ type RedisConfig struct {
 	// unreachable Redis is reported within a few seconds, and Ping fails
 	// within the 3 s the contract allows /healthz.
 	Timeout time.Duration
+	// Cluster makes URL a seed node of a Redis Cluster (7.0 or later), with
+	// more seeds as addr=host:port query parameters, as
+	// redis.ParseClusterURL reads it. Live messages then go through sharded
+	// pub/sub, one connection per master.
+	Cluster bool
 	// UnfinishedTTL is how long an order that never reaches a terminal
 	// status is kept after its last event (default 30 days), so that
 	// abandoned orders do not fill Redis. Finished orders are kept for
@@ -86,8 +92,10 @@ var publishScript = redis.NewScript(publishLua)
 // everything since the last snapshot. A managed Redis with replication and
 // failover may still lose the last writes on failover; see its documentation.
 type Redis struct {
-	client        *redis.Client
-	addr          string
+	client        redis.UniversalClient
+	cluster       *redis.ClusterClient // nil on a single Redis
+	single        *redis.Client        // nil on a cluster
+	addr          string               // the node, or the cluster's seeds, for messages
 	opts          Options
 	log           *slog.Logger
 	prefix        string
@@ -100,7 +108,7 @@ type Redis struct {
 	cancel context.CancelFunc
 	stop   chan struct{}
 	closed atomic.Bool
-	wg     sync.WaitGroup // the reader, the writer and every catch-up
+	wg     sync.WaitGroup // every connection's reader and writer, every catch-up
 	// recovered counts events that reached waiting subscribers from the
 	// stream rather than live: the messages that a lost connection cost.
 	recovered atomic.Int64
@@ -109,19 +117,7 @@ type Redis struct {
 
 	mu     sync.Mutex
 	orders map[string]*redisOrder // orders with local subscribers, by channel
-	feed   feedState
-	// feedErr is why the feed is down.
-	feedErr error
-	// ps is the pub/sub connection, nil while there is none.
-	ps *redis.PubSub
-	// pendingConfirms counts SUBSCRIBEs sent on ps per channel that Redis has
-	// not confirmed yet: an order is subscribed once the last is confirmed.
-	pendingConfirms map[string]int
-	// psQueue holds SUBSCRIBE and UNSUBSCRIBE commands in the order the
-	// local state changed; the writer sends them, so no lock is held over
-	// the network and a channel's commands never overtake each other.
-	psQueue []psCommand
-	psWake  chan struct{}
+	conns  map[string]*feedConn   // the live feed's connections, by node address
 }
 
 // feedState is the state of the pub/sub connection.
@@ -142,30 +138,10 @@ const (
 //
 // Close releases the broker.
 func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
-	opt, err := redis.ParseURL(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("redis broker: parse URL: %w", err)
-	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = defaultRedisTimeout
 	}
-	// Fail fast rather than queue: a caller learns of an outage within a
-	// timeout and tells its client to retry.
-	opt.DialTimeout = timeout
-	opt.ReadTimeout = timeout
-	opt.WriteTimeout = timeout
-	opt.PoolTimeout = timeout
-	opt.ContextTimeoutEnabled = true
-	opt.DialerRetries = 1
-	// No automatic retries: a publish whose reply was lost may have been
-	// applied, and running it again would answer a conflict for an update
-	// that was in fact accepted. The caller's client retries instead.
-	opt.MaxRetries = -1
-	// Redis and Valkey do not send maintenance notifications; don't ask on
-	// every new connection.
-	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-
 	prefix := cfg.KeyPrefix
 	if prefix == "" {
 		prefix = DefaultKeyPrefix
@@ -178,41 +154,89 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	logger = logger.With("broker", "redis", "addr", opt.Addr)
+	bgCtx, cancel := context.WithCancel(context.Background())
+	r := &Redis{
+		opts:           cfg.Options.withDefaults(),
+		prefix:         prefix,
+		timeout:        timeout,
+		unfinishedTTL:  max(unfinished, cfg.Options.withDefaults().Retention),
+		publishCommand: "PUBLISH",
+		ctx:            bgCtx,
+		cancel:         cancel,
+		stop:           make(chan struct{}),
+		orders:         make(map[string]*redisOrder),
+		conns:          make(map[string]*feedConn),
+	}
+	if err := r.open(cfg.URL, cfg.Cluster); err != nil {
+		cancel()
+		return nil, err
+	}
+	r.log = logger.With("broker", "redis", "addr", r.addr)
 
-	client := redis.NewClient(opt)
 	probeCtx, cancelProbe := context.WithTimeout(ctx, timeout)
-	err = client.Ping(probeCtx).Err()
+	err := r.client.Ping(probeCtx).Err()
 	cancelProbe()
 	switch {
 	case err != nil && isAuthError(err):
-		client.Close()
-		return nil, fmt.Errorf("redis broker: %s refused the credentials in the URL: %w", opt.Addr, err)
+		r.client.Close()
+		cancel()
+		return nil, fmt.Errorf("redis broker: %s refused the credentials in the URL: %w", r.addr, err)
 	case err != nil:
-		logger.Warn("redis is unreachable; serving 503 until it answers", "err", err)
+		r.log.Warn("redis is unreachable; serving 503 until it answers", "err", err)
 	}
-
-	bgCtx, cancel := context.WithCancel(context.Background())
-	r := &Redis{
-		client:          client,
-		addr:            opt.Addr,
-		opts:            cfg.Options.withDefaults(),
-		log:             logger,
-		prefix:          prefix,
-		timeout:         timeout,
-		unfinishedTTL:   max(unfinished, cfg.Options.withDefaults().Retention),
-		publishCommand:  "PUBLISH",
-		ctx:             bgCtx,
-		cancel:          cancel,
-		stop:            make(chan struct{}),
-		orders:          make(map[string]*redisOrder),
-		pendingConfirms: make(map[string]int),
-		psWake:          make(chan struct{}, 1),
+	if r.single != nil {
+		// One connection for every order, dialled at once so that Ping
+		// reports a feed that cannot connect. A cluster's are made as
+		// orders need them, one per master.
+		r.mu.Lock()
+		r.connFor(feedRoute{addr: r.addr, node: r.single})
+		r.mu.Unlock()
 	}
-	r.wg.Add(2)
-	go r.readLoop()
-	go r.writeLoop()
 	return r, nil
+}
+
+// open makes the client for url: a single node, or with cluster a Redis
+// Cluster that url names a seed of (more seeds as addr parameters).
+func (r *Redis) open(url string, cluster bool) error {
+	if !cluster {
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			return fmt.Errorf("redis broker: parse URL: %w", err)
+		}
+		// Fail fast rather than queue: a caller learns of an outage within
+		// a timeout and tells its client to retry.
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = r.timeout, r.timeout, r.timeout, r.timeout
+		opt.ContextTimeoutEnabled = true
+		opt.DialerRetries = 1
+		// No automatic retries: a publish whose reply was lost may have
+		// been applied, and running it again would answer a conflict for an
+		// update that was in fact accepted. The caller's client retries
+		// instead, with its Idempotency-Key.
+		opt.MaxRetries = -1
+		// Redis and Valkey do not send maintenance notifications; don't ask
+		// on every new connection.
+		opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+		r.single = redis.NewClient(opt)
+		r.client, r.addr = r.single, opt.Addr
+		return nil
+	}
+	opt, err := redis.ParseClusterURL(url)
+	if err != nil {
+		return fmt.Errorf("redis broker: parse cluster URL: %w", err)
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = r.timeout, r.timeout, r.timeout, r.timeout
+	opt.ContextTimeoutEnabled = true
+	opt.DialerRetries = 1
+	// go-redis follows MOVED and ASK within MaxRedirects, and also retries
+	// on a lost connection or CLUSTERDOWN: a publish may then run twice,
+	// which its Idempotency-Key makes harmless (without one, the second run
+	// answers 409 for an update that was accepted).
+	opt.MaxRetries = -1
+	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	r.cluster = redis.NewClusterClient(opt)
+	r.client, r.addr = r.cluster, strings.Join(opt.Addrs, ",")
+	r.publishCommand = "SPUBLISH"
+	return nil
 }
 
 // Key names. The order id in braces is a cluster hash tag: an order's keys
@@ -390,22 +414,53 @@ func (r *Redis) history(ctx context.Context, id uuid.UUID, from EventID) ([]Even
 
 // Ping reports whether Redis answers and the live feed is connected (or
 // still making its first connection).
+//
+// On a cluster it reports whether this instance can reach the cluster: the
+// slot map loads and at least one master answers. A shard that is down (a
+// master failing over) makes the requests for its own orders answer 503,
+// but not /healthz: every instance shares the cluster, so taking them all
+// out of the load balancer would turn an outage of a third of the orders
+// into an outage of all of them.
 func (r *Redis) Ping(ctx context.Context) error {
 	if r.closed.Load() {
 		return ErrClosed
 	}
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
+	if r.cluster != nil {
+		return r.pingCluster(ctx)
+	}
 	if err := r.client.Ping(ctx).Err(); err != nil {
 		return r.fail(err, "ping")
 	}
 	r.mu.Lock()
-	state, feedErr := r.feed, r.feedErr
-	r.mu.Unlock()
-	if state == feedDown {
-		return fmt.Errorf("%w: live feed from %s is down: %w", ErrUnavailable, r.addr, feedErr)
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		if c.state == feedDown {
+			return fmt.Errorf("%w: live feed from %s is down: %w", ErrUnavailable, c.addr, c.err)
+		}
 	}
 	return nil
+}
+
+func (r *Redis) pingCluster(ctx context.Context) error {
+	var answered atomic.Int32
+	var mu sync.Mutex
+	var errs []error
+	err := r.cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		if err := node.Ping(ctx).Err(); err != nil {
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("%s: %w", node.Options().Addr, err))
+			mu.Unlock()
+			return nil
+		}
+		answered.Add(1)
+		return nil
+	})
+	if err == nil && answered.Load() > 0 {
+		return nil
+	}
+	return r.fail(errors.Join(append(errs, err)...), "ping the cluster's masters")
 }
 
 // Close ends every subscription with ErrClosed, stops the background
@@ -417,8 +472,13 @@ func (r *Redis) Close() error {
 	close(r.stop)
 	r.cancel()
 	r.mu.Lock()
-	ps := r.ps
-	r.ps = nil
+	var pss []*redis.PubSub
+	for _, c := range r.conns {
+		if c.ps != nil {
+			pss = append(pss, c.ps)
+		}
+		c.ps, c.queue = nil, nil
+	}
 	for _, o := range r.orders {
 		o.epoch++
 		for s := range o.subs {
@@ -429,9 +489,8 @@ func (r *Redis) Close() error {
 		}
 	}
 	clear(r.orders)
-	r.psQueue = nil
 	r.mu.Unlock()
-	if ps != nil {
+	for _, ps := range pss {
 		ps.Close() // unblocks the reader
 	}
 	r.wg.Wait()
@@ -450,6 +509,14 @@ func (r *Redis) fail(err error, format string, args ...any) error {
 		return fmt.Errorf("%s: %w", what, ErrClosed)
 	}
 	if unavailable(err) {
+		if r.cluster != nil {
+			// go-redis reloads its slot map on MOVED but not when a master
+			// is unreachable or the cluster is down: without this, requests
+			// for a failed-over shard would go to the dead master until the
+			// periodic reload, a minute later. The reload is coalesced and
+			// runs in the background; the client retries.
+			r.cluster.ReloadState(r.ctx)
+		}
 		return fmt.Errorf("%w: %s at %s: %w", ErrUnavailable, what, r.addr, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
@@ -461,7 +528,7 @@ func unavailable(err error) bool {
 	if !errors.As(err, &rerr) {
 		return true // network errors, timeouts, a closed pool
 	}
-	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY", "OOM", "NOAUTH", "WRONGPASS", "NOPERM"} {
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK", "BUSY", "OOM", "NOAUTH", "WRONGPASS", "NOPERM"} {
 		if redis.HasErrorPrefix(err, p) {
 			return true
 		}

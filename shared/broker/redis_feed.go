@@ -59,6 +59,7 @@ type redisOrder struct {
 	events   []Event
 	finished bool // the copy ends with a terminal event
 
+	conn     *feedConn // the connection that carries its channel
 	state    orderState
 	epoch    uint64 // bumped when a catch-up under way becomes moot
 	buffered []liveMessage
@@ -103,24 +104,105 @@ func parseLiveMessage(payload string) (liveMessage, error) {
 	return liveMessage{id: id, prev: prev, status: status, ts: ts}, nil
 }
 
+// psCommand is a SUBSCRIBE (or SSUBSCRIBE) or its undoing, queued for a
+// connection's writer.
 type psCommand struct {
 	ps        *redis.PubSub
 	subscribe bool // else unsubscribe
 	channels  []string
 }
 
+// feedConn is one pub/sub connection of the live feed: the only one on a
+// single Redis; on a cluster, one per master that owns the slot of a local
+// order, subscribed with SSUBSCRIBE to the shard channels of the orders in
+// its slots. Its fields are guarded by r.mu.
+type feedConn struct {
+	addr    string        // the node it reads from
+	node    *redis.Client // the client of that node
+	sharded bool          // SSUBSCRIBE (cluster) rather than SUBSCRIBE
+
+	ps    *redis.PubSub // nil while there is none
+	state feedState
+	err   error // why the connection is down
+	// pendingConfirms counts SUBSCRIBEs sent on ps per channel that Redis
+	// has not confirmed yet: an order is subscribed once the last is
+	// confirmed.
+	pendingConfirms map[string]int
+	// pendingUnsubs counts our UNSUBSCRIBEs per channel that Redis has not
+	// confirmed yet; an unsubscribe beyond them is Redis's own, sent when
+	// the channel's slot migrated to another master.
+	pendingUnsubs map[string]int
+	// queue holds SUBSCRIBE and UNSUBSCRIBE commands in the order the local
+	// state changed; the writer sends them, so no lock is held over the
+	// network and a channel's commands never overtake each other.
+	queue []psCommand
+	wake  chan struct{}
+	// retired is closed when the connection has no orders left and its
+	// goroutines go (on a cluster, after its orders moved to other masters).
+	retired chan struct{}
+}
+
+// feedRoute names the node whose connection carries an order's channel.
+type feedRoute struct {
+	addr string
+	node *redis.Client
+}
+
+// route finds the node that carries ch: the one Redis, or on a cluster the
+// master that owns ch's slot as the client's slot map says.
+func (r *Redis) route(ctx context.Context, ch string) (feedRoute, error) {
+	if r.cluster == nil {
+		return feedRoute{addr: r.addr, node: r.single}, nil
+	}
+	ctx, cancel := r.opCtx(ctx)
+	defer cancel()
+	node, err := r.cluster.MasterForKey(ctx, ch)
+	if err != nil {
+		return feedRoute{}, err
+	}
+	return feedRoute{addr: node.Options().Addr, node: node}, nil
+}
+
+// connFor returns the connection to rt's node, starting one if there is
+// none. The caller holds r.mu.
+func (r *Redis) connFor(rt feedRoute) *feedConn {
+	if c := r.conns[rt.addr]; c != nil {
+		return c
+	}
+	c := &feedConn{
+		addr:            rt.addr,
+		node:            rt.node,
+		sharded:         r.cluster != nil,
+		pendingConfirms: make(map[string]int),
+		pendingUnsubs:   make(map[string]int),
+		wake:            make(chan struct{}, 1),
+		retired:         make(chan struct{}),
+	}
+	r.conns[rt.addr] = c
+	r.wg.Add(2)
+	go r.readLoop(c)
+	go r.writeLoop(c)
+	return c
+}
+
 func (r *Redis) Subscribe(ctx context.Context, id uuid.UUID, after EventID) (*Subscription, error) {
+	ch := r.channel(id)
+	rt, err := r.route(ctx, ch)
+	if err != nil {
+		return nil, r.fail(err, "subscribe to order %s: find the node of its channel", id)
+	}
 	r.mu.Lock()
 	if r.closed.Load() {
 		r.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if r.feed == feedDown {
-		err := r.feedErr
+	o := r.localOrder(id, ch, rt)
+	if c := o.conn; c.state == feedDown {
+		err := c.err
+		r.release(o)
 		r.mu.Unlock()
-		return nil, fmt.Errorf("%w: subscribe to order %s: live feed from %s is down: %w", ErrUnavailable, id, r.addr, err)
+		return nil, fmt.Errorf("%w: subscribe to order %s: live feed from %s is down: %w", ErrUnavailable, id, c.addr, err)
 	}
-	o := r.localOrder(id)
 	s := &redisSub{sub: newSubscription(r.opts.SubscriberBuffer), pos: after}
 	s.sub.cancel = func() { r.unsubscribe(o, s) }
 	if o.state == orderLive {
@@ -135,7 +217,6 @@ func (r *Redis) Subscribe(ctx context.Context, id uuid.UUID, after EventID) (*Su
 
 	timer := time.NewTimer(r.timeout)
 	defer timer.Stop()
-	var err error
 	select {
 	case <-s.ready:
 		return s.sub, nil
@@ -155,13 +236,12 @@ func (r *Redis) Subscribe(ctx context.Context, id uuid.UUID, after EventID) (*Su
 	}
 	delete(o.waiting, s)
 	r.release(o)
-	return nil, fmt.Errorf("%w: subscribe to order %s at %s: %w", ErrUnavailable, id, r.addr, err)
+	return nil, fmt.Errorf("%w: subscribe to order %s at %s: %w", ErrUnavailable, id, o.conn.addr, err)
 }
 
 // localOrder returns the order's entry, making it (and subscribing to its
-// channel) if it has none. The caller holds r.mu.
-func (r *Redis) localOrder(id uuid.UUID) *redisOrder {
-	ch := r.channel(id)
+// channel on rt's connection) if it has none. The caller holds r.mu.
+func (r *Redis) localOrder(id uuid.UUID, ch string, rt feedRoute) *redisOrder {
 	if o := r.orders[ch]; o != nil {
 		return o
 	}
@@ -172,12 +252,22 @@ func (r *Redis) localOrder(id uuid.UUID) *redisOrder {
 		waiting: make(map[*redisSub]struct{}),
 	}
 	r.orders[ch] = o
-	if r.ps != nil {
-		r.pendingConfirms[ch]++
-		r.enqueue(psCommand{ps: r.ps, subscribe: true, channels: []string{ch}})
-	}
-	// Without a connection, the reader subscribes it when it connects.
+	r.attach(o, r.connFor(rt))
 	return o
+}
+
+// attach puts o on c: it subscribes there and catches up once confirmed.
+// Without a connection yet, c's reader subscribes it when it connects. The
+// caller holds r.mu.
+func (r *Redis) attach(o *redisOrder, c *feedConn) {
+	o.conn = c
+	o.state = orderSubscribing
+	o.epoch++ // a catch-up under way is moot
+	o.buffered, o.again = nil, false
+	if c.ps != nil {
+		c.pendingConfirms[o.channel]++
+		r.enqueue(c, psCommand{ps: c.ps, subscribe: true, channels: []string{o.channel}})
+	}
 }
 
 // serve gives s its history from the order's copy and registers it, or ends
@@ -214,86 +304,100 @@ func (r *Redis) release(o *redisOrder) {
 	}
 	delete(r.orders, o.channel)
 	o.epoch++ // a catch-up under way is moot
-	if r.ps != nil {
-		r.enqueue(psCommand{ps: r.ps, channels: []string{o.channel}})
+	if c := o.conn; c.ps != nil {
+		c.pendingUnsubs[o.channel]++
+		r.enqueue(c, psCommand{ps: c.ps, channels: []string{o.channel}})
 	}
 }
 
-// enqueue hands a pub/sub command to the writer. The caller holds r.mu.
-func (r *Redis) enqueue(c psCommand) {
-	r.psQueue = append(r.psQueue, c)
+// enqueue hands a pub/sub command to c's writer. The caller holds r.mu.
+func (r *Redis) enqueue(c *feedConn, cmd psCommand) {
+	c.queue = append(c.queue, cmd)
 	select {
-	case r.psWake <- struct{}{}:
+	case c.wake <- struct{}{}:
 	default:
 	}
 }
 
-// writeLoop sends SUBSCRIBE and UNSUBSCRIBE commands in queue order. A
+// writeLoop sends c's SUBSCRIBE and UNSUBSCRIBE commands in queue order. A
 // failed write closes the connection, so that the reader reconnects and
-// every order catches up.
-func (r *Redis) writeLoop() {
+// every order on it catches up.
+func (r *Redis) writeLoop(c *feedConn) {
 	defer r.wg.Done()
 	for {
 		select {
 		case <-r.stop:
 			return
-		case <-r.psWake:
+		case <-c.retired:
+			return
+		case <-c.wake:
 		}
 		r.mu.Lock()
-		queue := r.psQueue
-		r.psQueue = nil
+		queue := c.queue
+		c.queue = nil
 		r.mu.Unlock()
 		for len(queue) > 0 {
 			// Merge a run of like commands into one round of writes.
-			c := psCommand{ps: queue[0].ps, subscribe: queue[0].subscribe}
-			for len(queue) > 0 && queue[0].ps == c.ps && queue[0].subscribe == c.subscribe {
-				c.channels = append(c.channels, queue[0].channels...)
+			cmd := psCommand{ps: queue[0].ps, subscribe: queue[0].subscribe}
+			for len(queue) > 0 && queue[0].ps == cmd.ps && queue[0].subscribe == cmd.subscribe {
+				cmd.channels = append(cmd.channels, queue[0].channels...)
 				queue = queue[1:]
 			}
 			ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
 			var err error
-			if c.subscribe {
-				err = c.ps.Subscribe(ctx, c.channels...)
-			} else {
-				err = c.ps.Unsubscribe(ctx, c.channels...)
+			switch {
+			case cmd.subscribe && c.sharded:
+				err = cmd.ps.SSubscribe(ctx, cmd.channels...)
+			case cmd.subscribe:
+				err = cmd.ps.Subscribe(ctx, cmd.channels...)
+			case c.sharded:
+				err = cmd.ps.SUnsubscribe(ctx, cmd.channels...)
+			default:
+				err = cmd.ps.Unsubscribe(ctx, cmd.channels...)
 			}
 			cancel()
 			if err != nil && !r.closed.Load() {
-				r.log.Debug("pub/sub command failed; reconnecting", "subscribe", c.subscribe, "channels", len(c.channels), "err", err)
-				c.ps.Close()
+				r.log.Debug("pub/sub command failed; reconnecting", "node", c.addr, "subscribe", cmd.subscribe, "channels", len(cmd.channels), "err", err)
+				cmd.ps.Close()
 			}
 		}
 	}
 }
 
-// readLoop owns the pub/sub connection: it dials (with capped backoff),
-// receives, and after a failure reconnects and makes every order catch up.
-func (r *Redis) readLoop() {
+// readLoop owns c's pub/sub connection: it dials (with capped backoff),
+// receives, and after a failure reconnects and makes every order on it
+// catch up.
+func (r *Redis) readLoop(c *feedConn) {
 	defer r.wg.Done()
 	b := backoff{min: 50 * time.Millisecond, max: time.Second}
 	for {
-		ps := r.connect(&b)
+		ps := r.connect(c, &b)
 		if ps == nil {
-			return // closed
+			return // closed or retired
 		}
-		err := r.receive(ps)
+		err := r.receive(c, ps)
 		ps.Close()
 		if r.closed.Load() {
 			return
 		}
-		r.disconnected(err)
+		r.disconnected(c, err)
 	}
 }
 
-// connect dials until it gets a pub/sub connection, subscribes it to every
-// local order's channel and returns it; nil once the broker is closed.
-func (r *Redis) connect(b *backoff) *redis.PubSub {
+// connect dials until it gets a pub/sub connection, subscribes it to the
+// channel of every local order on c and returns it; nil once the broker is
+// closed or c retired. On a cluster, each attempt first moves the orders
+// whose slot another master now owns to that master's connection.
+func (r *Redis) connect(c *feedConn, b *backoff) *redis.PubSub {
 	warned := false
 	for {
 		if r.closed.Load() {
 			return nil
 		}
-		ps := r.client.Subscribe(r.ctx)
+		if r.cluster != nil && !r.reroute(c) {
+			return nil
+		}
+		ps := c.node.Subscribe(r.ctx)
 		ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
 		err := ps.Ping(ctx) // dials; the PONG is read by receive
 		cancel()
@@ -304,19 +408,21 @@ func (r *Redis) connect(b *backoff) *redis.PubSub {
 				ps.Close()
 				return nil
 			}
-			wasDown := r.feed == feedDown
-			r.ps, r.feed, r.feedErr = ps, feedUp, nil
-			channels := make([]string, 0, len(r.orders))
-			for ch := range r.orders {
-				channels = append(channels, ch)
-				r.pendingConfirms[ch] = 1
+			wasDown := c.state == feedDown
+			c.ps, c.state, c.err = ps, feedUp, nil
+			var channels []string
+			for ch, o := range r.orders {
+				if o.conn == c {
+					channels = append(channels, ch)
+					c.pendingConfirms[ch] = 1
+				}
 			}
 			if len(channels) > 0 {
-				r.enqueue(psCommand{ps: ps, subscribe: true, channels: channels})
+				r.enqueue(c, psCommand{ps: ps, subscribe: true, channels: channels})
 			}
 			r.mu.Unlock()
 			if wasDown {
-				r.log.Info("live feed reconnected", "orders", len(channels))
+				r.log.Info("live feed reconnected", "node", c.addr, "orders", len(channels))
 			}
 			b.reset()
 			return ps
@@ -326,10 +432,10 @@ func (r *Redis) connect(b *backoff) *redis.PubSub {
 			return nil // the dial failed because Close canceled it
 		}
 		r.mu.Lock()
-		r.feed, r.feedErr = feedDown, err
+		c.state, c.err = feedDown, err
 		r.mu.Unlock()
 		if !warned {
-			r.log.Warn("live feed cannot connect; retrying", "err", err)
+			r.log.Warn("live feed cannot connect; retrying", "node", c.addr, "err", err)
 			warned = true
 		}
 		select {
@@ -340,9 +446,67 @@ func (r *Redis) connect(b *backoff) *redis.PubSub {
 	}
 }
 
+// reroute reloads the cluster's slot map and moves every order on c whose
+// slot another master owns now to that master's connection; it retires c
+// and returns false if no order is left on it. Called before every dial,
+// so that a feed whose master died follows its slots to the promoted
+// replica as soon as the cluster has promoted it: each attempt reloads the
+// map again, since one taken before the promotion still names the dead
+// master.
+func (r *Redis) reroute(c *feedConn) bool {
+	ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
+	defer cancel()
+	// ForEachMaster reloads the slot map before it returns; the function
+	// itself has nothing to do.
+	_ = r.cluster.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil })
+
+	r.mu.Lock()
+	var mine []*redisOrder
+	for _, o := range r.orders {
+		if o.conn == c {
+			mine = append(mine, o)
+		}
+	}
+	r.mu.Unlock()
+	routes := make(map[*redisOrder]feedRoute, len(mine))
+	for _, o := range mine {
+		if rt, err := r.route(ctx, o.channel); err == nil && rt.addr != c.addr {
+			routes[o] = rt
+		}
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	left := 0
+	for _, o := range r.orders {
+		if o.conn != c {
+			continue
+		}
+		if rt, ok := routes[o]; ok {
+			r.attach(o, r.connFor(rt))
+			continue
+		}
+		left++
+	}
+	if left > 0 || r.closed.Load() {
+		return left > 0
+	}
+	if r.conns[c.addr] == c {
+		delete(r.conns, c.addr)
+	}
+	close(c.retired)
+	if len(routes) > 0 {
+		r.log.Info("live feed moved with its slots", "from", c.addr, "orders", len(routes))
+	}
+	return false
+}
+
 // receive reads the connection until it fails. A connection that is silent
-// for a while is pinged; no answer by the next check means it is dead.
-func (r *Redis) receive(ps *redis.PubSub) error {
+// for a while is pinged; no answer by the next check means it is dead. On a
+// cluster, Redis ending a shard channel's subscription itself means its slot
+// moved: the connection is dropped, so that its orders follow their slots
+// and catch up.
+func (r *Redis) receive(c *feedConn, ps *redis.PubSub) error {
 	check := max(r.timeout/2, 100*time.Millisecond)
 	pinged := false
 	for {
@@ -364,8 +528,13 @@ func (r *Redis) receive(ps *redis.PubSub) error {
 		pinged = false // anything received shows the connection works
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				r.confirmed(ps, m.Channel)
+			switch m.Kind {
+			case "subscribe", "ssubscribe":
+				r.confirmed(c, ps, m.Channel)
+			case "unsubscribe", "sunsubscribe":
+				if !r.unsubscribed(c, ps, m.Channel) {
+					return fmt.Errorf("redis ended the subscription to %s: its slot moved", m.Channel)
+				}
 			}
 		case *redis.Message:
 			r.dispatch(m.Channel, m.Payload)
@@ -373,38 +542,62 @@ func (r *Redis) receive(ps *redis.PubSub) error {
 	}
 }
 
-// disconnected forgets the connection: every order must subscribe and catch
-// up again. Subscribers stay registered and get what they missed later.
-func (r *Redis) disconnected(err error) {
+// disconnected forgets c's connection: every order on it must subscribe and
+// catch up again. Subscribers stay registered and get what they missed
+// later.
+func (r *Redis) disconnected(c *feedConn, err error) {
 	r.disconnects.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.ps, r.feed, r.feedErr = nil, feedConnecting, err
-	clear(r.pendingConfirms)
-	r.psQueue = nil
+	c.ps, c.state, c.err = nil, feedConnecting, err
+	clear(c.pendingConfirms)
+	clear(c.pendingUnsubs)
+	c.queue = nil
+	n := 0
 	for _, o := range r.orders {
-		o.state = orderSubscribing
-		o.epoch++
-		o.buffered, o.again = nil, false
+		if o.conn == c {
+			r.attach(o, c)
+			n++
+		}
 	}
-	r.log.Warn("live feed lost; reconnecting", "err", err, "orders", len(r.orders))
+	r.log.Warn("live feed lost; reconnecting", "node", c.addr, "err", err, "orders", n)
 }
 
 // confirmed records Redis's confirmation of a SUBSCRIBE.
-func (r *Redis) confirmed(ps *redis.PubSub, ch string) {
+func (r *Redis) confirmed(c *feedConn, ps *redis.PubSub, ch string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if ps != r.ps {
+	if ps != c.ps {
 		return
 	}
-	if n := r.pendingConfirms[ch]; n > 1 {
-		r.pendingConfirms[ch] = n - 1
+	if n := c.pendingConfirms[ch]; n > 1 {
+		c.pendingConfirms[ch] = n - 1
 		return // a later SUBSCRIBE of the same channel is still on its way
 	}
-	delete(r.pendingConfirms, ch)
-	if o := r.orders[ch]; o != nil && o.state == orderSubscribing {
+	delete(c.pendingConfirms, ch)
+	if o := r.orders[ch]; o != nil && o.conn == c && o.state == orderSubscribing {
 		r.catchUp(o)
 	}
+}
+
+// unsubscribed records Redis's confirmation of an UNSUBSCRIBE; false if we
+// sent none for ch: Redis ended the subscription itself.
+func (r *Redis) unsubscribed(c *feedConn, ps *redis.PubSub, ch string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ps != c.ps {
+		return true
+	}
+	n := c.pendingUnsubs[ch]
+	if n == 0 {
+		return false
+	}
+	if n == 1 {
+		delete(c.pendingUnsubs, ch)
+	} else {
+		c.pendingUnsubs[ch] = n - 1
+	}
+	return true
 }
 
 // catchUp reads the stream after the copy's last id, in a goroutine of its

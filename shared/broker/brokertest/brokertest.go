@@ -448,6 +448,15 @@ func testCycles(t *testing.T, open Open) {
 	b := openBroker(t, open, broker.Options{})
 	id := uuid.New()
 	publish(t, b, id, order.Created)
+	// A broker may open a connection per node on first use (one per master
+	// of a Redis Cluster): orders all over the key space open them first.
+	for range 64 {
+		sub, err := b.Subscribe(context.Background(), uuid.New(), broker.EventID{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub.Close()
+	}
 	settle()
 	before := runtime.NumGoroutine()
 	for i := range 2000 {
