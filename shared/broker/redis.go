@@ -40,6 +40,12 @@ type RedisConfig struct {
 	// redis.ParseClusterURL reads it. Live messages then go through sharded
 	// pub/sub, one connection per master.
 	Cluster bool
+	// WaitReplicas, if positive, makes Publish wait (Redis's WAIT, up to
+	// Timeout) until this many replicas of the order's master have the
+	// event; if fewer do in time, Publish answers an error wrapping
+	// ErrUnavailable (the event may well survive; the publisher retries with
+	// its idempotency key).
+	WaitReplicas int
 	// UnfinishedTTL is how long an order that never reaches a terminal
 	// status is kept after its last event (default 30 days), so that
 	// abandoned orders do not fill Redis. Finished orders are kept for
@@ -103,6 +109,7 @@ type Redis struct {
 	unfinishedTTL time.Duration
 	// publishCommand is what the script publishes live messages with.
 	publishCommand string
+	waitReplicas   int
 
 	ctx    context.Context // canceled by Close: aborts background round trips
 	cancel context.CancelFunc
@@ -161,6 +168,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		timeout:        timeout,
 		unfinishedTTL:  max(unfinished, cfg.Options.withDefaults().Retention),
 		publishCommand: "PUBLISH",
+		waitReplicas:   cfg.WaitReplicas,
 		ctx:            bgCtx,
 		cancel:         cancel,
 		stop:           make(chan struct{}),
@@ -193,6 +201,19 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		r.mu.Unlock()
 	}
 	return r, nil
+}
+
+// CheckRedisURL reports whether url is a Redis URL NewRedis can use: a
+// redis:// or rediss:// URL of one node, or with cluster of a cluster's
+// seed, more seeds as addr=host:port parameters.
+func CheckRedisURL(url string, cluster bool) error {
+	var err error
+	if cluster {
+		_, err = redis.ParseClusterURL(url)
+	} else {
+		_, err = redis.ParseURL(url)
+	}
+	return err
 }
 
 // open makes the client for url: a single node, or with cluster a Redis
@@ -277,10 +298,11 @@ func (r *Redis) Publish(ctx context.Context, id uuid.UUID, req PublishRequest) (
 }
 
 // runPublish runs the publish script for the named status (a name, so that
-// tests can also send what order.Status can't hold).
+// tests can also send what order.Status can't hold), and with WaitReplicas
+// waits for the replicas.
 func (r *Redis) runPublish(ctx context.Context, id uuid.UUID, status, idempotencyKey string) ([]any, error) {
 	keys := []string{r.streamKey(id), r.latestKey(id), r.idempotencyKey(id)}
-	return publishScript.Run(ctx, r.client, keys,
+	args := []any{
 		status,
 		max(r.opts.Retention.Milliseconds(), 1), // PEXPIRE 0 would delete at once
 		r.unfinishedTTL.Milliseconds(),
@@ -288,7 +310,62 @@ func (r *Redis) runPublish(ctx context.Context, id uuid.UUID, status, idempotenc
 		r.channel(id),
 		idempotencyKey,
 		r.publishCommand,
-	).Slice()
+	}
+	if r.waitReplicas <= 0 {
+		return publishScript.Run(ctx, r.client, keys, args...).Slice()
+	}
+	return r.runPublishAndWait(ctx, keys, args)
+}
+
+// runPublishAndWait sends the script and WAIT in one pipeline to the master
+// that owns the order's slot: WAIT is refused inside a script, and a
+// cluster client's Wait asks every master and answers the least. A replay
+// (a retried request) waits too, so that a retry after a 503 answers 201
+// once the replicas have the event.
+func (r *Redis) runPublishAndWait(ctx context.Context, keys []string, args []any) ([]any, error) {
+	node := r.single
+	if r.cluster != nil {
+		var err error
+		if node, err = r.cluster.MasterForKey(ctx, keys[0]); err != nil {
+			return nil, err
+		}
+	}
+	// WAIT's own limit, well inside the connection's read timeout.
+	waitFor := r.timeout / 2
+	run := func(eval func(redis.Pipeliner) *redis.Cmd) (*redis.Cmd, *redis.IntCmd, error) {
+		pipe := node.Pipeline()
+		script := eval(pipe)
+		// Pipeliner has no Wait method: the command by hand.
+		acked := redis.NewIntCmd(ctx, "wait", r.waitReplicas, waitFor.Milliseconds())
+		_ = pipe.Process(ctx, acked)
+		_, err := pipe.Exec(ctx)
+		return script, acked, err
+	}
+	script, acked, err := run(func(p redis.Pipeliner) *redis.Cmd {
+		return publishScript.EvalSha(ctx, p, keys, args...)
+	})
+	if err != nil && redis.HasErrorPrefix(script.Err(), "NOSCRIPT") {
+		script, acked, err = run(func(p redis.Pipeliner) *redis.Cmd { return publishScript.Eval(ctx, p, keys, args...) })
+	}
+	if err := script.Err(); err != nil {
+		return nil, err
+	}
+	res, err := script.Slice()
+	if err != nil {
+		return nil, err
+	}
+	if code, _ := res[0].(int64); code != replyAccepted && code != replyReplayed {
+		return res, nil // a refusal wrote nothing to wait for
+	}
+	n, err := acked.Result()
+	if err != nil {
+		return nil, fmt.Errorf("wait for %d replicas: %w", r.waitReplicas, err)
+	}
+	if n < int64(r.waitReplicas) {
+		return nil, fmt.Errorf("%w: %d of %d replicas of %s acknowledged the event within %v (it may survive: retry with the same Idempotency-Key)",
+			ErrUnavailable, n, r.waitReplicas, node.Options().Addr, waitFor)
+	}
+	return res, nil
 }
 
 // publishReply is what the publish script answered.

@@ -24,6 +24,8 @@ import (
 type Config struct {
 	RedisURL          string        // REDIS_URL; empty: the in-process broker
 	RedisKeyPrefix    string        // REDIS_KEY_PREFIX
+	RedisCluster      bool          // REDIS_CLUSTER: REDIS_URL names a seed node of a Redis Cluster
+	RedisWaitReplicas int           // REDIS_WAIT_REPLICAS: replicas a publish waits for (WAIT); 0: none
 	HeartbeatInterval time.Duration // HEARTBEAT_INTERVAL
 	RetryInterval     time.Duration // RETRY_INTERVAL
 	OrderRetention    time.Duration // ORDER_RETENTION
@@ -153,6 +155,7 @@ func (c *Config) ints() []intSetting {
 		{"MAX_STREAMS", "max-streams", "streams open on this instance, 503 beyond (0: no limit)", &c.MaxStreams},
 		{"MAX_STREAMS_PER_CLIENT", "max-streams-per-client", "streams one client address holds open, 429 beyond (0: no limit)", &c.MaxStreamsPerClient},
 		{"MAX_SUBSCRIBERS_PER_ORDER", "max-subscribers-per-order", "streams open on one order on this instance, 503 beyond (0: no limit)", &c.MaxSubscribersPerOrder},
+		{"REDIS_WAIT_REPLICAS", "redis-wait-replicas", "a publish answers 201 only once this many Redis replicas have it, 503 otherwise (0: once the master has it)", &c.RedisWaitReplicas},
 	}
 }
 
@@ -183,6 +186,7 @@ type boolSetting struct {
 func (c *Config) bools() []boolSetting {
 	return []boolSetting{
 		{"METRICS", "metrics", "serve Prometheus metrics at GET /metrics", &c.Metrics},
+		{"REDIS_CLUSTER", "redis-cluster", "REDIS_URL names a seed node of a Redis Cluster (more seeds as addr=host:port query parameters)", &c.RedisCluster},
 	}
 }
 
@@ -222,7 +226,7 @@ func (c Config) Validate() error {
 	positive("IDLE_TIMEOUT", c.IdleTimeout)
 	for _, s := range c.ints() {
 		if *s.dst < 0 {
-			errs = append(errs, fmt.Errorf("%s must not be negative (0: no limit), got %d", s.env, *s.dst))
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", s.env, *s.dst))
 		}
 	}
 	if _, err := httpapi.ParseTrustedProxies(c.TrustedProxies); err != nil {
@@ -240,10 +244,28 @@ func (c Config) Validate() error {
 	if c.RetryInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("RETRY_INTERVAL must be at least 1ms, got %v", c.RetryInterval))
 	}
+	if err := c.validateRedis(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.MaxStreamDuration < 0 {
 		errs = append(errs, fmt.Errorf("MAX_STREAM_DURATION must not be negative, got %v", c.MaxStreamDuration))
 	}
 	return errors.Join(errs...)
+}
+
+// validateRedis checks REDIS_URL in the form REDIS_CLUSTER says, and that the
+// Redis-only settings come with a Redis.
+func (c Config) validateRedis() error {
+	if c.RedisURL == "" {
+		if c.RedisCluster || c.RedisWaitReplicas > 0 {
+			return errors.New("REDIS_CLUSTER and REDIS_WAIT_REPLICAS need REDIS_URL")
+		}
+		return nil
+	}
+	if err := broker.CheckRedisURL(c.RedisURL, c.RedisCluster); err != nil {
+		return fmt.Errorf("REDIS_URL (REDIS_CLUSTER=%t): %w", c.RedisCluster, err)
+	}
+	return nil
 }
 
 // HTTP returns the settings for httpapi.NewServer; done ends every stream
@@ -298,10 +320,12 @@ func (c Config) OpenBroker(ctx context.Context, logger *slog.Logger) (broker.Bro
 		return broker.NewMemory(opts), nil
 	}
 	r, err := broker.NewRedis(ctx, broker.RedisConfig{
-		URL:       c.RedisURL,
-		KeyPrefix: c.RedisKeyPrefix,
-		Options:   opts,
-		Logger:    logger,
+		URL:          c.RedisURL,
+		Cluster:      c.RedisCluster,
+		WaitReplicas: c.RedisWaitReplicas,
+		KeyPrefix:    c.RedisKeyPrefix,
+		Options:      opts,
+		Logger:       logger,
 	})
 	if err != nil {
 		return nil, err // not a typed nil in the interface

@@ -28,6 +28,15 @@ func TestFromEnv(t *testing.T) {
 		{"zero heartbeat", map[string]string{"HEARTBEAT_INTERVAL": "0s"}, nil, "HEARTBEAT_INTERVAL must be positive"},
 		{"sub-millisecond retry", map[string]string{"RETRY_INTERVAL": "10us"}, nil, "RETRY_INTERVAL"},
 		{"negative max stream", map[string]string{"MAX_STREAM_DURATION": "-1s"}, nil, "MAX_STREAM_DURATION"},
+		{"cluster", map[string]string{
+			"REDIS_URL": "redis://:pw@10.0.0.1:7000?addr=10.0.0.2:7000&addr=10.0.0.3:7000", "REDIS_CLUSTER": "true", "REDIS_WAIT_REPLICAS": "1",
+		}, func(c Config) bool { return c.RedisCluster && c.RedisWaitReplicas == 1 }, ""},
+		{"cluster without a URL", map[string]string{"REDIS_CLUSTER": "true"}, nil, "need REDIS_URL"},
+		{"wait without a URL", map[string]string{"REDIS_WAIT_REPLICAS": "1"}, nil, "need REDIS_URL"},
+		{"negative wait", map[string]string{"REDIS_URL": "redis://h:6379", "REDIS_WAIT_REPLICAS": "-1"}, nil, "REDIS_WAIT_REPLICAS must not be negative"},
+		{"cluster flag not a boolean", map[string]string{"REDIS_URL": "redis://h:6379", "REDIS_CLUSTER": "maybe"}, nil, "REDIS_CLUSTER"},
+		{"bad URL", map[string]string{"REDIS_URL": "http://h:6379"}, nil, "REDIS_URL"},
+		{"bad cluster seed", map[string]string{"REDIS_URL": "redis://h:6379?colour=blue", "REDIS_CLUSTER": "true"}, nil, "REDIS_URL"},
 		{"every error at once", map[string]string{"HEARTBEAT_INTERVAL": "x", "ORDER_RETENTION": "y"}, nil, "ORDER_RETENTION"},
 	}
 	for _, tt := range tests {
