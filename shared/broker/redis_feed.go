@@ -310,9 +310,17 @@ func (r *Redis) release(o *redisOrder) {
 	}
 }
 
-// enqueue hands a pub/sub command to c's writer. The caller holds r.mu.
+// enqueue hands a pub/sub command to c's writer; on a cluster one command
+// per channel, since an SSUBSCRIBE may only name channels of one slot. The
+// caller holds r.mu.
 func (r *Redis) enqueue(c *feedConn, cmd psCommand) {
-	c.queue = append(c.queue, cmd)
+	if c.sharded && len(cmd.channels) > 1 {
+		for _, ch := range cmd.channels {
+			c.queue = append(c.queue, psCommand{ps: cmd.ps, subscribe: cmd.subscribe, channels: []string{ch}})
+		}
+	} else {
+		c.queue = append(c.queue, cmd)
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -337,9 +345,12 @@ func (r *Redis) writeLoop(c *feedConn) {
 		c.queue = nil
 		r.mu.Unlock()
 		for len(queue) > 0 {
-			// Merge a run of like commands into one round of writes.
-			cmd := psCommand{ps: queue[0].ps, subscribe: queue[0].subscribe}
-			for len(queue) > 0 && queue[0].ps == cmd.ps && queue[0].subscribe == cmd.subscribe {
+			// Merge a run of like commands into one round of writes; not on
+			// a cluster, where one SSUBSCRIBE may only name channels of one
+			// slot (CROSSSLOT otherwise).
+			cmd := queue[0]
+			queue = queue[1:]
+			for !c.sharded && len(queue) > 0 && queue[0].ps == cmd.ps && queue[0].subscribe == cmd.subscribe {
 				cmd.channels = append(cmd.channels, queue[0].channels...)
 				queue = queue[1:]
 			}
@@ -375,12 +386,25 @@ func (r *Redis) readLoop(c *feedConn) {
 		if ps == nil {
 			return // closed or retired
 		}
+		up := time.Now()
 		err := r.receive(c, ps)
 		ps.Close()
 		if r.closed.Load() {
 			return
 		}
 		r.disconnected(c, err)
+		// A connection that fails as soon as it is made (a node that
+		// refuses our commands, a slot map still stale) is retried with
+		// backoff, not in a tight loop.
+		if time.Since(up) >= time.Second {
+			b.reset()
+			continue
+		}
+		select {
+		case <-r.stop:
+			return
+		case <-time.After(b.next()):
+		}
 	}
 }
 
@@ -424,7 +448,6 @@ func (r *Redis) connect(c *feedConn, b *backoff) *redis.PubSub {
 			if wasDown {
 				r.log.Info("live feed reconnected", "node", c.addr, "orders", len(channels))
 			}
-			b.reset()
 			return ps
 		}
 		ps.Close()

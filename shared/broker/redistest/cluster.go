@@ -160,6 +160,22 @@ func (c *Cluster) ReplicaOf(master *Server) *Server {
 	return nil
 }
 
+// ID returns the cluster's id of node s.
+func (c *Cluster) ID(s *Server) string {
+	c.t.Helper()
+	lines, err := c.nodes()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, f := range lines {
+		if c.byAddr(f[1]) == s {
+			return f[0]
+		}
+	}
+	c.t.Fatalf("redistest: node %s is not in the cluster", s.Addr())
+	return ""
+}
+
 // nodes returns CLUSTER NODES from the first running node, split into fields.
 func (c *Cluster) nodes() ([][]string, error) {
 	for _, s := range c.Nodes {
