@@ -24,6 +24,7 @@ help:
 	@echo "make screenshot  docs/page.png from the browser test"
 	@echo "make package     the Lambda zips in dist/ (functions/lambda.mk)"
 	@echo "make loadtest    the k6 suite against a local server (loadtest/loadtest.mk)"
+	@echo "make test-cluster-faults  Redis Cluster failover and resharding under load (about a minute)"
 
 run:
 	$(GO) run ./local
@@ -95,3 +96,10 @@ chromium:
 # docs/page.png, the README's picture of the page, from the browser test.
 screenshot: deps
 	$(GO) test -count=1 -run '^TestPageInBrowser$$' ./local -update-docs-screenshot
+
+# Redis Cluster fault runs (issue 11): a master SIGKILLed and slots resharded
+# while orders are published and watched, on a real cluster of six
+# redis-servers. Too slow for every `make test` (about a minute).
+.PHONY: test-cluster-faults
+test-cluster-faults: redis-server
+	$(GO) test -race -count=1 -tags clusterfaults -run 'TestRedisCluster(Failover|Reshard)' -v ./shared/broker/
