@@ -129,7 +129,10 @@ func (o Options) withDefaults() Options {
 
 // Event is one entry of an order's history.
 type Event struct {
-	ID     string // EventID.String(): opaque to clients
+	ID string // Pos.String(): opaque to clients
+	// Pos is ID as a value, so that brokers order and compare events
+	// without parsing the strings they just built.
+	Pos    EventID
 	Update order.Update
 	// Data is Update as JSON, marshalled once when the event is made, so a
 	// fan-out to many subscribers doesn't marshal it once per subscriber.
@@ -142,5 +145,5 @@ func NewEvent(id EventID, u order.Update) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("encode update: %w", err)
 	}
-	return Event{ID: id.String(), Update: u, Data: string(data)}, nil
+	return Event{ID: id.String(), Pos: id, Update: u, Data: string(data)}, nil
 }

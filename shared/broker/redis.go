@@ -557,7 +557,7 @@ func (r *Redis) Close() error {
 		c.ps, c.queue = nil, nil
 	}
 	for _, o := range r.orders {
-		o.epoch++
+		o.feed.forget()
 		for s := range o.subs {
 			s.sub.end(ErrClosed)
 		}

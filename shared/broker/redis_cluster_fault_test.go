@@ -156,11 +156,19 @@ func TestRedisClusterReshard(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, hop := range [][2]*redistest.Server{{masters[0], masters[1]}, {masters[1], masters[2]}} {
-			out, err := cluster.CLI("--cluster", "reshard", hop[0].Addr(),
-				"--cluster-from", cluster.ID(hop[0]), "--cluster-to", cluster.ID(hop[1]),
-				"--cluster-slots", "3000", "--cluster-yes")
-			if err != nil {
-				t.Fatalf("reshard: %v\n%s", err, out)
+			for attempt := 1; ; attempt++ {
+				out, err := cluster.CLI("--cluster", "reshard", hop[0].Addr(),
+					"--cluster-from", cluster.ID(hop[0]), "--cluster-to", cluster.ID(hop[1]),
+					"--cluster-slots", "3000", "--cluster-yes")
+				if err == nil {
+					break
+				}
+				// redis-cli refuses to start while the nodes do not agree on
+				// the configuration yet (just after the previous hop).
+				if !strings.Contains(out, "fix your cluster problems") || attempt == 40 {
+					t.Fatalf("reshard: %v\n%s", err, out)
+				}
+				time.Sleep(250 * time.Millisecond)
 			}
 		}
 	})

@@ -19,61 +19,23 @@ import (
 // The live feed: one pub/sub connection per instance, subscribed to the
 // channels of the orders that have local subscribers.
 //
-// Every order with local subscribers has a redisOrder holding a copy of its
-// history that is always a gap-free prefix of the stream: events are appended
-// only from the stream itself (XRANGE), or from a live message or this
-// instance's own publish reply whose "previous id" is the copy's last id
-// (the latter so that local subscribers have an event by the time Publish
-// returns). A message that does not chain shows that some
-// were missed; the order then catches up from the stream. Subscribers are
-// served their history from the copy and then every event appended to it, so
-// there is no boundary between history and live at which an event could fall
-// through or arrive twice; each subscriber also skips ids at or before its
-// position, which covers positions the copy has not reached yet.
-//
-// An order is "live" once Redis has confirmed the SUBSCRIBE for its channel
-// on the current connection and it has caught up from the stream after that
-// confirmation: from then on, nothing appended to the stream can escape it.
-// A new connection makes every order subscribe and catch up again; until an
-// order is live, its messages wait in a small buffer and new subscribers wait
-// (up to the timeout).
-
-type orderState uint8
-
-const (
-	orderSubscribing orderState = iota // waiting for Redis to confirm the SUBSCRIBE
-	orderCatchingUp                    // reading the stream after the copy's last id
-	orderLive
-)
-
-// maxBuffered bounds the messages an order keeps while it catches up; past
-// it they are dropped and the order catches up once more.
-const maxBuffered = 64
+// Every order with local subscribers has a redisOrder: its feed state (an
+// orderFeed, feed_state.go: a gap-free copy of its history and the catch-up
+// logic), the connection that carries its channel, and its subscribers.
+// Subscribers are served their history from the copy and then every event
+// appended to it, so there is no boundary between history and live at which
+// an event could fall through or arrive twice; each subscriber also skips
+// ids at or before its position, which covers positions the copy has not
+// reached yet. Until the order is live, new subscribers wait (up to the
+// timeout).
 
 type redisOrder struct {
-	id      uuid.UUID
+	feed    orderFeed
 	channel string
-
-	// The copy of the history: a gap-free prefix of the stream.
-	ids      []EventID
-	events   []Event
-	finished bool // the copy ends with a terminal event
-
-	conn     *feedConn // the connection that carries its channel
-	state    orderState
-	epoch    uint64 // bumped when a catch-up under way becomes moot
-	buffered []liveMessage
-	again    bool // buffered messages were dropped: catch up once more
+	conn    *feedConn // the connection that carries its channel
 
 	subs    map[*redisSub]struct{} // receiving
 	waiting map[*redisSub]struct{} // in Subscribe, until the order is live
-}
-
-func (o *redisOrder) tail() EventID {
-	if len(o.ids) == 0 {
-		return EventID{}
-	}
-	return o.ids[len(o.ids)-1]
 }
 
 type redisSub struct {
@@ -205,7 +167,7 @@ func (r *Redis) Subscribe(ctx context.Context, id uuid.UUID, after EventID) (*Su
 	}
 	s := &redisSub{sub: newSubscription(r.opts.SubscriberBuffer), pos: after}
 	s.sub.cancel = func() { r.unsubscribe(o, s) }
-	if o.state == orderLive {
+	if o.feed.live() {
 		r.serve(o, s)
 		r.release(o)
 		r.mu.Unlock()
@@ -246,7 +208,7 @@ func (r *Redis) localOrder(id uuid.UUID, ch string, rt feedRoute) *redisOrder {
 		return o
 	}
 	o := &redisOrder{
-		id:      id,
+		feed:    orderFeed{id: id},
 		channel: ch,
 		subs:    make(map[*redisSub]struct{}),
 		waiting: make(map[*redisSub]struct{}),
@@ -261,9 +223,7 @@ func (r *Redis) localOrder(id uuid.UUID, ch string, rt feedRoute) *redisOrder {
 // caller holds r.mu.
 func (r *Redis) attach(o *redisOrder, c *feedConn) {
 	o.conn = c
-	o.state = orderSubscribing
-	o.epoch++ // a catch-up under way is moot
-	o.buffered, o.again = nil, false
+	o.feed.reset()
 	if c.ps != nil {
 		c.pendingConfirms[o.channel]++
 		r.enqueue(c, psCommand{ps: c.ps, subscribe: true, channels: []string{o.channel}})
@@ -273,14 +233,10 @@ func (r *Redis) attach(o *redisOrder, c *feedConn) {
 // serve gives s its history from the order's copy and registers it, or ends
 // it at once if the order is finished. The caller holds r.mu.
 func (r *Redis) serve(o *redisOrder, s *redisSub) {
-	for i, id := range o.ids {
-		if id.Compare(s.pos) > 0 {
-			s.sub.History = append([]Event(nil), o.events[i:]...)
-			s.pos = o.tail()
-			break
-		}
+	if s.sub.History = o.feed.after(s.pos); len(s.sub.History) > 0 {
+		s.pos = o.feed.tail()
 	}
-	if o.finished {
+	if o.feed.finished {
 		s.sub.Finished = true
 		s.sub.end(nil)
 		return
@@ -303,7 +259,7 @@ func (r *Redis) release(o *redisOrder) {
 		return
 	}
 	delete(r.orders, o.channel)
-	o.epoch++ // a catch-up under way is moot
+	o.feed.forget()
 	if c := o.conn; c.ps != nil {
 		c.pendingUnsubs[o.channel]++
 		r.enqueue(c, psCommand{ps: c.ps, channels: []string{o.channel}})
@@ -598,8 +554,8 @@ func (r *Redis) confirmed(c *feedConn, ps *redis.PubSub, ch string) {
 		return // a later SUBSCRIBE of the same channel is still on its way
 	}
 	delete(c.pendingConfirms, ch)
-	if o := r.orders[ch]; o != nil && o.conn == c && o.state == orderSubscribing {
-		r.catchUp(o)
+	if o := r.orders[ch]; o != nil && o.conn == c {
+		r.act(o, o.feed.confirmed())
 	}
 }
 
@@ -623,33 +579,51 @@ func (r *Redis) unsubscribed(c *feedConn, ps *redis.PubSub, ch string) bool {
 	return true
 }
 
-// catchUp reads the stream after the copy's last id, in a goroutine of its
-// own so that the reader goes on. The caller holds r.mu.
-func (r *Redis) catchUp(o *redisOrder) {
-	o.state = orderCatchingUp
-	o.epoch++
-	epoch, from := o.epoch, o.tail()
+// act carries out what a step of o's feed asks for. The caller holds r.mu.
+func (r *Redis) act(o *redisOrder, a feedAction) {
+	if a.recovered > 0 && len(o.subs) > 0 {
+		r.recovered.Add(int64(a.recovered))
+	}
+	for _, ev := range a.appended {
+		r.fanOut(o, ev)
+	}
+	if a.wentLive {
+		for s := range o.waiting {
+			r.serve(o, s)
+			close(s.ready)
+		}
+		clear(o.waiting)
+	}
+	if a.catchUp {
+		r.catchUp(o, a.epoch, a.from)
+	}
+}
+
+// catchUp reads the stream after from, in a goroutine of its own so that
+// the reader goes on, retrying until it succeeds or the read is moot. The
+// caller holds r.mu.
+func (r *Redis) catchUp(o *redisOrder, epoch uint64, from EventID) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		b := backoff{min: 50 * time.Millisecond, max: time.Second}
 		warned := false
 		for {
-			evs, err := r.history(r.ctx, o.id, from)
+			evs, err := r.history(r.ctx, o.feed.id, from)
 			r.mu.Lock()
-			if r.closed.Load() || o.epoch != epoch || r.orders[o.channel] != o {
+			if r.closed.Load() || o.feed.epoch != epoch || r.orders[o.channel] != o {
 				r.mu.Unlock()
 				return
 			}
 			if err == nil {
-				r.caughtUp(o, evs)
+				r.act(o, o.feed.caughtUp(epoch, evs))
 				r.release(o)
 				r.mu.Unlock()
 				return
 			}
 			r.mu.Unlock()
 			if !warned {
-				r.log.Warn("catching up from the stream failed; retrying", "order", o.id, "err", err)
+				r.log.Warn("catching up from the stream failed; retrying", "order", o.feed.id, "err", err)
 				warned = true
 			}
 			select {
@@ -661,36 +635,6 @@ func (r *Redis) catchUp(o *redisOrder) {
 	}()
 }
 
-// caughtUp appends what the stream had, serves the waiting subscribers and
-// replays the messages that came meanwhile. The caller holds r.mu.
-func (r *Redis) caughtUp(o *redisOrder, evs []Event) {
-	tail := o.tail()
-	for _, ev := range evs {
-		id, _ := ParseEventID(ev.ID) // made from a parsed id
-		if id.Compare(tail) > 0 {
-			if len(o.subs) > 0 {
-				r.recovered.Add(1)
-			}
-			r.appendEvent(o, id, ev)
-			tail = id
-		}
-	}
-	o.state = orderLive
-	for s := range o.waiting {
-		r.serve(o, s)
-		close(s.ready)
-	}
-	clear(o.waiting)
-	buffered, again := o.buffered, o.again
-	o.buffered, o.again = nil, false
-	for _, m := range buffered {
-		r.apply(o, m)
-	}
-	if again && o.state == orderLive {
-		r.catchUp(o)
-	}
-}
-
 // dispatch hands a live message to its order.
 func (r *Redis) dispatch(ch, payload string) {
 	m, err := parseLiveMessage(payload)
@@ -700,74 +644,43 @@ func (r *Redis) dispatch(ch, payload string) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if o := r.orders[ch]; o != nil {
-		r.apply(o, m)
+	o := r.orders[ch]
+	if o == nil {
+		return
+	}
+	a, err := o.feed.message(m)
+	if err != nil {
+		r.log.Warn("ignoring a live message", "order", o.feed.id, "err", err)
+	}
+	r.act(o, a)
+	r.release(o)
+}
+
+// deliverOwn hands an event this instance just published to its local
+// subscribers at once if it chains onto the order's copy (orderFeed.own).
+func (r *Redis) deliverOwn(id uuid.UUID, prev EventID, ev Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if o := r.orders[r.channel(id)]; o != nil {
+		r.act(o, o.feed.own(prev, ev))
 		r.release(o)
 	}
 }
 
-// deliverOwn hands an event this instance just published to its local
-// subscribers at once, if it chains onto the order's copy, so that they have
-// it when Publish returns; its pub/sub message, arriving later, is then a
-// duplicate. If it does not chain, the copy is behind and the feed brings
-// both what is missing and this event.
-func (r *Redis) deliverOwn(id uuid.UUID, prev EventID, ev Event) {
-	evID, err := ParseEventID(ev.ID)
-	if err != nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	o := r.orders[r.channel(id)]
-	if o == nil || o.state != orderLive || o.tail() != prev {
-		return
-	}
-	r.appendEvent(o, evID, ev)
-	r.release(o)
-}
-
-// apply appends a live message that chains onto the copy, skips one it
-// already has, and catches up on a gap. The caller holds r.mu.
-func (r *Redis) apply(o *redisOrder, m liveMessage) {
-	if o.state != orderLive {
-		if len(o.buffered) >= maxBuffered {
-			o.buffered, o.again = nil, true
-		}
-		o.buffered = append(o.buffered, m)
-		return
-	}
-	tail := o.tail()
-	switch {
-	case m.id.Compare(tail) <= 0: // already in the copy
-	case m.prev == tail:
-		ev, err := newRedisEvent(o.id, m.id, m.status, m.ts)
-		if err != nil {
-			r.log.Warn("ignoring a live message", "order", o.id, "err", err)
-			return
-		}
-		r.appendEvent(o, m.id, ev)
-	default: // some were missed
-		o.buffered = append(o.buffered, m)
-		r.catchUp(o)
-	}
-}
-
-// appendEvent adds ev to the copy and delivers it. The caller holds r.mu.
-func (r *Redis) appendEvent(o *redisOrder, id EventID, ev Event) {
-	o.ids = append(o.ids, id)
-	o.events = append(o.events, ev)
+// fanOut delivers an event just appended to the copy to o's subscribers,
+// ending them after a terminal event. The caller holds r.mu.
+func (r *Redis) fanOut(o *redisOrder, ev Event) {
 	for s := range o.subs {
-		if id.Compare(s.pos) <= 0 {
+		if ev.Pos.Compare(s.pos) <= 0 {
 			continue // it resumed after this one
 		}
 		if !s.sub.deliver(ev) {
 			delete(o.subs, s) // too slow: dropped
 			continue
 		}
-		s.pos = id
+		s.pos = ev.Pos
 	}
 	if ev.Update.Status.Terminal() {
-		o.finished = true
 		for s := range o.subs {
 			s.sub.end(nil)
 		}
