@@ -102,4 +102,4 @@ screenshot: deps
 # redis-servers. Too slow for every `make test` (about a minute).
 .PHONY: test-cluster-faults
 test-cluster-faults: redis-server
-	$(GO) test -race -count=1 -tags clusterfaults -run 'TestRedisCluster(Failover|Reshard)' -v ./shared/broker/
+	$(GO) test -race -count=1 -tags clusterfaults -run 'TestRedisCluster(Failover|Reshard)' -v ./shared/broker/ ./local/

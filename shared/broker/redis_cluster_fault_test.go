@@ -127,7 +127,7 @@ func TestRedisClusterFailover(t *testing.T) {
 		// The replica is promoted after the node timeout; until the killed
 		// node rejoins as its replica, WAIT 1 cannot be met on that shard.
 		for {
-			if info, err := replica.Command("INFO", "replication"); err == nil && strings.Contains(info, "role:master") {
+			if replica.IsMaster() {
 				break
 			}
 			if time.Since(start) > faultDeadline/2 {

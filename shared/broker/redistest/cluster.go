@@ -137,6 +137,12 @@ func (c *Cluster) Masters() ([]*Server, error) {
 	return masters, nil
 }
 
+// IsMaster reports whether s is running and holds the master role.
+func (s *Server) IsMaster() bool {
+	info, err := s.Command("INFO", "replication")
+	return err == nil && strings.Contains(info, "role:master")
+}
+
 // ReplicaOf returns the running replica of master, nil if it has none.
 func (c *Cluster) ReplicaOf(master *Server) *Server {
 	c.t.Helper()
