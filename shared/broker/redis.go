@@ -224,19 +224,7 @@ func (r *Redis) open(url string, cluster bool) error {
 		if err != nil {
 			return fmt.Errorf("redis broker: parse URL: %w", err)
 		}
-		// Fail fast rather than queue: a caller learns of an outage within
-		// a timeout and tells its client to retry.
-		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = r.timeout, r.timeout, r.timeout, r.timeout
-		opt.ContextTimeoutEnabled = true
-		opt.DialerRetries = 1
-		// No automatic retries: a publish whose reply was lost may have
-		// been applied, and running it again would answer a conflict for an
-		// update that was in fact accepted. The caller's client retries
-		// instead, with its Idempotency-Key.
-		opt.MaxRetries = -1
-		// Redis and Valkey do not send maintenance notifications; don't ask
-		// on every new connection.
-		opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+		r.tune(opt)
 		r.single = redis.NewClient(opt)
 		r.client, r.addr = r.single, opt.Addr
 		return nil
@@ -245,19 +233,36 @@ func (r *Redis) open(url string, cluster bool) error {
 	if err != nil {
 		return fmt.Errorf("redis broker: parse cluster URL: %w", err)
 	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = r.timeout, r.timeout, r.timeout, r.timeout
-	opt.ContextTimeoutEnabled = true
-	opt.DialerRetries = 1
-	// go-redis follows MOVED and ASK within MaxRedirects, and also retries
-	// on a lost connection or CLUSTERDOWN: a publish may then run twice,
-	// which its Idempotency-Key makes harmless (without one, the second run
-	// answers 409 for an update that was accepted).
-	opt.MaxRetries = -1
-	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	// Every node's client is tuned as a single node's. go-redis still
+	// follows MOVED and ASK within MaxRedirects, and retries a command cut
+	// off by a lost connection or CLUSTERDOWN: a publish may then run
+	// twice, which its Idempotency-Key makes harmless (without one, the
+	// second run answers 409 for an update that was accepted).
+	opt.NewClient = func(o *redis.Options) *redis.Client {
+		r.tune(o)
+		return redis.NewClient(o)
+	}
 	r.cluster = redis.NewClusterClient(opt)
 	r.client, r.addr = r.cluster, strings.Join(opt.Addrs, ",")
 	r.publishCommand = "SPUBLISH"
 	return nil
+}
+
+// tune sets what a client of one node needs here.
+func (r *Redis) tune(opt *redis.Options) {
+	// Fail fast rather than queue: a caller learns of an outage within a
+	// timeout and tells its client to retry.
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = r.timeout, r.timeout, r.timeout, r.timeout
+	opt.ContextTimeoutEnabled = true
+	opt.DialerRetries = 1
+	// No automatic retries: a publish whose reply was lost may have been
+	// applied, and running it again would answer a conflict for an update
+	// that was in fact accepted. The caller's client retries instead, with
+	// its Idempotency-Key.
+	opt.MaxRetries = -1
+	// Redis and Valkey do not send maintenance notifications; don't ask on
+	// every new connection.
+	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 }
 
 // Key names. The order id in braces is a cluster hash tag: an order's keys

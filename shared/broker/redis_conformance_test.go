@@ -12,31 +12,24 @@ import (
 )
 
 func TestRedisConformance(t *testing.T) {
-	srv := redistest.Start(t)
-	var n atomic.Int64
-	brokertest.Run(t, func(t *testing.T, opts broker.Options) broker.Broker {
-		b, err := broker.NewRedis(context.Background(), broker.RedisConfig{
-			URL:       srv.URL(),
-			KeyPrefix: fmt.Sprintf("conformance-%d:", n.Add(1)), // a fresh keyspace per subtest
-			Options:   opts,
-		})
-		if err != nil {
-			t.Fatalf("NewRedis: %v", err)
-		}
-		return b
-	})
+	brokertest.Run(t, conformingRedis(redistest.Start(t).URL(), false))
 }
 
 // TestRedisClusterConformance runs the suite on a Redis Cluster of three
 // masters with a replica each: keys, script and sharded pub/sub in each
 // order's slot, the feed with one connection per master.
 func TestRedisClusterConformance(t *testing.T) {
-	cluster := redistest.StartCluster(t)
+	brokertest.Run(t, conformingRedis(redistest.StartCluster(t).URL(), true))
+}
+
+// conformingRedis opens brokers on one Redis or cluster, each in a keyspace of
+// its own.
+func conformingRedis(url string, cluster bool) brokertest.Open {
 	var n atomic.Int64
-	brokertest.Run(t, func(t *testing.T, opts broker.Options) broker.Broker {
+	return func(t *testing.T, opts broker.Options) broker.Broker {
 		b, err := broker.NewRedis(context.Background(), broker.RedisConfig{
-			URL:       cluster.URL(),
-			Cluster:   true,
+			URL:       url,
+			Cluster:   cluster,
 			KeyPrefix: fmt.Sprintf("conformance-%d:", n.Add(1)),
 			Options:   opts,
 		})
@@ -44,5 +37,5 @@ func TestRedisClusterConformance(t *testing.T) {
 			t.Fatalf("NewRedis: %v", err)
 		}
 		return b
-	})
+	}
 }
