@@ -70,23 +70,28 @@ var publishLua string
 var publishScript = redis.NewScript(publishLua)
 
 // Redis is the broker that lets several instances share orders, on Redis 6.2
-// or later or Valkey.
+// or later or Valkey, or on a Redis Cluster (7.0 or later: sharded pub/sub).
 //
 // Each order has a stream (its history; the stream ids are the event ids), a
-// hash holding its latest event, and a pub/sub channel; all three are named
+// hash holding its latest event, a hash of the idempotency keys it accepted
+// (each with the event it made) and a live channel; all are named
 // KeyPrefix + "{<order id>}:…", the braces keeping them in one cluster slot.
-// A Lua script checks the transition, stamps the time from Redis's clock,
-// appends to the stream, updates the hash, sets the expiry and publishes the
-// event, as one atomic step.
+// A Lua script checks the idempotency key and the transition, stamps the
+// time from Redis's clock, appends to the stream, updates the hashes, sets
+// the expiry and publishes the event (SPUBLISH on a cluster), as one atomic
+// step on that slot.
 //
-// Live delivery takes one pub/sub connection per instance, whatever the
-// number of subscribers: it is subscribed to the channels of the orders that
-// have local subscribers, and every event it receives is fanned out to them
-// from a local copy of the order's history. The stream stays the source of
-// truth: each live message names the event before it, so a missed message
-// shows as a gap that is read back from the stream, and after a reconnection
-// every local order is caught up from the stream. Subscriptions open during
-// an outage stay open, receive nothing meanwhile and then every event they
+// Live delivery takes one pub/sub connection per instance on a single
+// Redis, one per master on a cluster, whatever the number of subscribers:
+// each is subscribed to the channels of the orders that have local
+// subscribers (on a cluster, those in its master's slots), and every event
+// it receives is fanned out to them from a local copy of the order's
+// history. The stream stays the source of truth: each live message names
+// the event before it, so a missed message shows as a gap that is read back
+// from the stream, and after a reconnection (or a failover or slot
+// migration, which move orders to another master's connection) every
+// affected order is caught up from the stream. Subscriptions open during an
+// outage stay open, receive nothing meanwhile and then every event they
 // missed, exactly once, in order.
 //
 // Redis must not lose acknowledged events across its own restart: run it
@@ -96,7 +101,8 @@ var publishScript = redis.NewScript(publishLua)
 // is much cheaper but may lose the last second of acknowledged events if the
 // machine (not just the process) crashes. RDB snapshots alone ("save") lose
 // everything since the last snapshot. A managed Redis with replication and
-// failover may still lose the last writes on failover; see its documentation.
+// failover may still lose the last writes on failover unless publishes wait
+// for replicas (RedisConfig.WaitReplicas).
 type Redis struct {
 	client        redis.UniversalClient
 	cluster       *redis.ClusterClient // nil on a single Redis
