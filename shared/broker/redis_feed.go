@@ -16,8 +16,9 @@ import (
 	"github.com/orderstream/orderstream/shared/order"
 )
 
-// The live feed: one pub/sub connection per instance, subscribed to the
-// channels of the orders that have local subscribers.
+// The live feed: one pub/sub connection per instance on a single Redis, one
+// per master on a cluster (feedConn), subscribed to the channels of the
+// orders that have local subscribers.
 //
 // Every order with local subscribers has a redisOrder: its feed state (an
 // orderFeed, feed_state.go: a gap-free copy of its history and the catch-up
