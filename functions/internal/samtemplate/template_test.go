@@ -430,6 +430,9 @@ func TestTemplateFunctionURL(t *testing.T) {
 		t.Errorf("function URL permissions: InvokeFunctionUrl %v, InvokeFunction via URL %v; want both", invokeURL, invokeVia)
 	}
 	checkCORS(t, "function URL", get(u.Properties, "Cors", "ExposeHeaders"), get(u.Properties, "Cors", "AllowHeaders"))
+	if p, _ := get(c.Resources["StreamFunction"].Properties, "Environment", "Variables", "FLUSH_PADDING").(float64); p <= 0 {
+		t.Errorf("the function URL's streams are not padded by default (FLUSH_PADDING %v)", p)
+	}
 }
 
 func checkCORS(t *testing.T, where string, expose, allow any) {
