@@ -21,7 +21,7 @@ import (
 // as it is published.
 
 const (
-	paddingBytes = "4096"
+	paddingBytes = "102400" // the template's default
 	// eventsourceVersion is the npm eventsource package the test installs
 	// (into bin/npm, once): 4.x runs on Node 20.
 	eventsourceVersion = "4.1.1"
