@@ -197,6 +197,10 @@ var scenarios = []struct {
 		"SecretsEndpointsVpcId": "vpc-0abc", "RedisUrlSecret": "/orderstream/redis-url",
 		"Auth": "public-key", "AuthJwtPublicKeyRef": "/orderstream/jwt-public-key", "SecretsKmsKeyArn": keyARN,
 	}},
+	{"internet behind CloudFront with a custom domain", false, map[string]string{
+		"RedisUrlSecret": secretARN, "CloudFront": "on", "CustomDomainName": "orders.shop.example",
+		"CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab",
+	}},
 }
 
 // TestTemplateParameters: a guided deploy can take every default and never
@@ -414,24 +418,71 @@ func TestTemplateFunctionURL(t *testing.T) {
 	if !slices.Contains(aliasesOf(c, "StreamFunction"), target) {
 		t.Errorf("the URL targets %q, not the function's alias", target)
 	}
-	var invokeURL, invokeVia bool
+	if invokeURL, invokeVia := urlPermissions(c, target, "*", "NONE"); !invokeURL || !invokeVia {
+		t.Errorf("function URL permissions: InvokeFunctionUrl %v, InvokeFunction via URL %v; want both", invokeURL, invokeVia)
+	}
+	checkCORS(t, "function URL", get(u.Properties, "Cors", "ExposeHeaders"), get(u.Properties, "Cors", "AllowHeaders"))
+	if u.Properties["AuthType"] != "NONE" || len(c.ofType("AWS::CloudFront::Distribution")) != 0 {
+		t.Errorf("by default the URL is public with no CloudFront: AuthType %v, distributions %v", u.Properties["AuthType"], keys(c.ofType("AWS::CloudFront::Distribution")))
+	}
+	if p, _ := get(c.Resources["StreamFunction"].Properties, "Environment", "Variables", "FLUSH_PADDING").(float64); p <= 0 {
+		t.Errorf("the function URL's streams are not padded by default (FLUSH_PADDING %v)", p)
+	}
+}
+
+// urlPermissions tells whether principal may invoke the function URL of
+// target (an alias) with authType, and invoke target through the URL.
+func urlPermissions(c cfn, target, principal, authType string) (invokeURL, invokeVia bool) {
 	for _, p := range c.ofType("AWS::Lambda::Permission") {
-		if refName(p.Properties["FunctionName"]) != target {
+		if refName(p.Properties["FunctionName"]) != target || p.Properties["Principal"] != principal {
 			continue
 		}
 		switch p.Properties["Action"] {
 		case "lambda:InvokeFunctionUrl":
-			invokeURL = p.Properties["FunctionUrlAuthType"] == "NONE"
+			invokeURL = invokeURL || p.Properties["FunctionUrlAuthType"] == authType
 		case "lambda:InvokeFunction":
-			invokeVia = p.Properties["InvokedViaFunctionUrl"] == true
+			invokeVia = invokeVia || p.Properties["InvokedViaFunctionUrl"] == true
 		}
 	}
-	if !invokeURL || !invokeVia {
-		t.Errorf("function URL permissions: InvokeFunctionUrl %v, InvokeFunction via URL %v; want both", invokeURL, invokeVia)
+	return invokeURL, invokeVia
+}
+
+// TestTemplateCloudFront: with CloudFront on, the URL takes only the
+// distribution's signed requests (AWS_IAM, origin access control), nothing
+// is public, and the distribution caches nothing and passes what the
+// service reads.
+func TestTemplateCloudFront(t *testing.T) {
+	c := transform(t, 3)
+	u := c.Resources["StreamFunctionUrl"]
+	if u.Properties["AuthType"] != "AWS_IAM" {
+		t.Errorf("behind CloudFront the URL's AuthType is %v, want AWS_IAM", u.Properties["AuthType"])
 	}
-	checkCORS(t, "function URL", get(u.Properties, "Cors", "ExposeHeaders"), get(u.Properties, "Cors", "AllowHeaders"))
-	if p, _ := get(c.Resources["StreamFunction"].Properties, "Environment", "Variables", "FLUSH_PADDING").(float64); p <= 0 {
-		t.Errorf("the function URL's streams are not padded by default (FLUSH_PADDING %v)", p)
+	target := refName(u.Properties["TargetFunctionArn"])
+	if invokeURL, invokeVia := urlPermissions(c, target, "*", "NONE"); invokeURL || invokeVia {
+		t.Errorf("behind CloudFront the URL is still public")
+	}
+	if invokeURL, invokeVia := urlPermissions(c, target, "cloudfront.amazonaws.com", "AWS_IAM"); !invokeURL || !invokeVia {
+		t.Errorf("CloudFront's permissions: InvokeFunctionUrl %v, InvokeFunction via URL %v; want both", invokeURL, invokeVia)
+	}
+	for name, p := range c.ofType("AWS::Lambda::Permission") {
+		if p.Properties["Principal"] == "cloudfront.amazonaws.com" && !strings.Contains(fmt.Sprint(p.Properties["SourceArn"]), "StreamDistribution") {
+			t.Errorf("%s: not limited to this stack's distribution: %v", name, p.Properties["SourceArn"])
+		}
+	}
+	dist := get(c.Resources["StreamDistribution"].Properties, "DistributionConfig")
+	origins, _ := get(dist, "Origins").([]any)
+	if len(origins) != 1 || refName(get(origins[0], "OriginAccessControlId")) != "StreamOriginAccessControl" {
+		t.Fatalf("distribution origins %v, want the URL with origin access control", origins)
+	}
+	if oac := get(c.Resources["StreamOriginAccessControl"].Properties, "OriginAccessControlConfig"); get(oac, "OriginAccessControlOriginType") != "lambda" || get(oac, "SigningBehavior") != "always" {
+		t.Errorf("origin access control %v", oac)
+	}
+	behaviour := get(dist, "DefaultCacheBehavior")
+	if get(behaviour, "CachePolicyId") != "4135ea2d-6df8-44a3-9df3-4b5a84be39ad" || !slices.Contains(strs(get(behaviour, "AllowedMethods")), "post") {
+		t.Errorf("the distribution may cache or refuses POST: %v", behaviour)
+	}
+	if aliases := strs(get(dist, "Aliases")); !slices.Equal(aliases, []string{"orders.shop.example"}) || get(dist, "ViewerCertificate", "AcmCertificateArn") == nil {
+		t.Errorf("custom domain: aliases %v, certificate %v", aliases, get(dist, "ViewerCertificate"))
 	}
 }
 

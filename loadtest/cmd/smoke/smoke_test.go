@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net/http"
@@ -93,6 +94,11 @@ func holdingServer(t *testing.T, heartbeat time.Duration) *httptest.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /orders/{id}/events", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if got, want := r.Header.Get("X-Amz-Content-Sha256"), fmt.Sprintf("%x", sha256.Sum256(body)); got != want {
+			// What CloudFront's origin access control needs of a POST.
+			http.Error(w, "x-amz-content-sha256 "+got+", want "+want, http.StatusForbidden)
+			return
+		}
 		published <- string(body)
 		w.WriteHeader(http.StatusCreated)
 	})
