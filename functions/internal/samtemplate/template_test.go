@@ -589,3 +589,47 @@ func TestTemplateDeploymentFollowsMethods(t *testing.T) {
 		t.Errorf("the deployment %s stays the same when a method changes", before)
 	}
 }
+
+// TestGuidedWalkthrough: functions/README.md's table of sam deploy --guided
+// prompts names every parameter, in the template's order, which is the order
+// SAM CLI asks them in, each with its default.
+func TestGuidedWalkthrough(t *testing.T) {
+	src, err := os.ReadFile(templatePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var template []string
+	in := false
+	for _, line := range strings.Split(string(src), "\n") {
+		switch {
+		case line == "Parameters:":
+			in = true
+		case in && len(line) > 0 && line[0] != ' ' && line[0] != '#':
+			in = false
+		case in && regexp.MustCompile(`^  [A-Za-z0-9]+:$`).MatchString(line):
+			template = append(template, strings.TrimSuffix(strings.TrimSpace(line), ":"))
+		}
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults := transform(t, 0).Parameters
+	var prompted []string
+	prompt := regexp.MustCompile("`(?:Parameter )?([A-Za-z0-9]+) \\[([^\\]]*)\\]`")
+	for _, line := range strings.Split(string(readme), "\n") {
+		if !strings.HasPrefix(line, "| `Parameter ") {
+			continue
+		}
+		cell, _, _ := strings.Cut(strings.TrimPrefix(line, "| "), " | ")
+		for _, m := range prompt.FindAllStringSubmatch(cell, -1) {
+			prompted = append(prompted, m[1])
+			if def := fmt.Sprint(defaults[m[1]].Default); def != m[2] {
+				t.Errorf("README prompt %s [%s]: the template's default is %q", m[1], m[2], def)
+			}
+		}
+	}
+	if !slices.Equal(prompted, template) {
+		t.Errorf("README's guided prompts %v\nthe template's parameters %v", prompted, template)
+	}
+}
