@@ -22,11 +22,15 @@ const ReadTimeout = 8 * time.Second
 // FromEnv is Resolve of Settings with OpenAWS, bounded by ReadTimeout: what
 // both functions call before config.FromEnv.
 func FromEnv(ctx context.Context, getenv func(string) string) (func(string) string, error) {
-	ctx, cancel := context.WithTimeout(ctx, ReadTimeout)
+	return fromEnv(ctx, getenv, ReadTimeout)
+}
+
+func fromEnv(ctx context.Context, getenv func(string) string, timeout time.Duration) (func(string) string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	resolved, err := Resolve(ctx, getenv, Settings, OpenAWS)
 	if errors.Is(err, context.DeadlineExceeded) {
-		return nil, fmt.Errorf("%w (no answer within %v: in a VPC the functions need interface endpoints for Secrets Manager and SSM, template parameter CreateSecretsEndpoints, or a NAT)", err, ReadTimeout)
+		return nil, fmt.Errorf("%w (no answer within %v: in a VPC the functions need interface endpoints for Secrets Manager and SSM, template parameter SecretsEndpointsVpcId, or a NAT)", err, timeout)
 	}
 	return resolved, err
 }
