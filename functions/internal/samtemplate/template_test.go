@@ -35,6 +35,8 @@ type cfn struct {
 type resource struct {
 	Type       string
 	Properties map[string]any
+	DependsOn  any
+	Metadata   map[string]any
 }
 
 // python finds the interpreter that has samtranslator and cfn-lint:
@@ -537,7 +539,12 @@ func TestTemplateGateways(t *testing.T) {
 					t.Errorf("%s: no throttling on every method: %v", name, ms)
 				}
 			}
-			paths, _ := get(c.Resources["StreamRestApi"].Properties, "Body", "paths").(map[string]any)
+			// Access logs fail a stage created before the account's logs role.
+			api := c.Resources["StreamRestApi"]
+			if api.DependsOn != "ApiGatewayAccountReady" || refName(c.Resources["ApiGatewayAccountReady"].Metadata["Account"]) != "ApiGatewayAccount" {
+				t.Errorf("the REST API does not wait for the account's logs role: DependsOn %v, %v", api.DependsOn, c.Resources["ApiGatewayAccountReady"].Metadata)
+			}
+			paths, _ := get(api.Properties, "Body", "paths").(map[string]any)
 			if got := keys(paths); !slices.Equal(got, []string{"/", "/{proxy+}"}) {
 				t.Errorf("REST API paths %v", got)
 			}
