@@ -24,6 +24,7 @@ help:
 	@echo "make screenshot  docs/page.png from the browser test"
 	@echo "make package     the Lambda zips in dist/ (functions/lambda.mk)"
 	@echo "make loadtest    the k6 suite against a local server (loadtest/loadtest.mk)"
+	@echo "make smoke TARGET=https://...  one stream against a deployment: first byte, event delays, held back or not"
 
 run:
 	$(GO) run ./local
