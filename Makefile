@@ -13,7 +13,7 @@ TEST_TARGETS :=
 -include functions/lambda.mk
 -include loadtest/loadtest.mk
 
-.PHONY: run test test-go bench build fuzz fuzz-short fmt-check vet deps redis-server chromium screenshot help
+.PHONY: run test test-go bench build fuzz fuzz-short fmt-check vet deps redis-server chromium nodejs screenshot help
 
 help:
 	@echo "make run     serve on :8080 (REDIS_URL=redis://... make run for the Redis broker)"
@@ -25,6 +25,7 @@ help:
 	@echo "make package     the Lambda zips in dist/ (functions/lambda.mk)"
 	@echo "make loadtest    the k6 suite against a local server (loadtest/loadtest.mk)"
 	@echo "make test-cluster-faults  Redis Cluster failover and resharding under load (about a minute)"
+	@echo "make smoke TARGET=https://...  one stream against a deployment: first byte, event delays, held back or not"
 
 run:
 	$(GO) run ./local
@@ -74,7 +75,7 @@ fuzz:
 fuzz-short:
 	$(call run-fuzzers,$(FUZZTIME_SHORT))
 
-deps: redis-server chromium
+deps: redis-server chromium nodejs
 
 # The Redis broker's tests start a real redis-server (Debian's package).
 redis-server:
@@ -92,6 +93,16 @@ chromium:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; \
 	}
 	@command -v chromium >/dev/null 2>&1 || { echo "could not install chromium: apt-get install chromium"; exit 1; }
+
+# FLUSH_PADDING's decoder test (local/padding_test.go) runs the npm
+# eventsource package under Node (Debian's packages); the test installs the
+# package itself into bin/npm.
+nodejs:
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+		echo "node or npm is missing: installing Debian's packages"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; \
+	}
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { echo "could not install node and npm: apt-get install nodejs npm"; exit 1; }
 
 # docs/page.png, the README's picture of the page, from the browser test.
 screenshot: deps

@@ -7,6 +7,9 @@
 #   make loadtest-figures    every figure of loadtest/README.md in one run, and its charts
 #   make loadtest-scale      100,000 streams over several instances sharing a redis-server
 #   make loadtest-smoke      a few hundred streams (part of make test)
+#   make smoke TARGET=https://<StreamUrl>/   one stream against a deployment: first byte,
+#                            each event's delay, and whether events are held back (cmd/smoke;
+#                            its tests run it against the local server in make test)
 #
 # Binaries go to loadtest/bin/ (k6, baseline, charts, and the server under
 # test), results to loadtest/results/<run>/.
@@ -16,7 +19,7 @@ LOADTEST_BIN := $(LOADTEST)/bin
 
 TEST_TARGETS += loadtest-test loadtest-smoke
 
-.PHONY: loadtest loadtest-smoke loadtest-baseline loadtest-figures loadtest-scale loadtest-build loadtest-test
+.PHONY: smoke loadtest loadtest-smoke loadtest-baseline loadtest-figures loadtest-scale loadtest-build loadtest-test
 
 # go build is incremental: after the first k6 build (minutes on two busy
 # cores) this takes seconds, so it runs every time rather than guessing staleness.
@@ -29,6 +32,11 @@ loadtest-build:
 # nested module).
 loadtest-test:
 	cd $(LOADTEST) && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+# SMOKE_FLAGS passes more, e.g. SMOKE_FLAGS="-gap 5s -token $$TOKEN".
+smoke:
+	@test -n "$(TARGET)" || { echo "make smoke needs TARGET=https://... (the stack's StreamUrl output)"; exit 2; }
+	cd $(LOADTEST) && $(GO) run ./cmd/smoke -target "$(TARGET)" $(SMOKE_FLAGS)
 
 loadtest-smoke: loadtest-build
 	$(LOADTEST)/run.sh smoke

@@ -246,8 +246,13 @@ smoke)
 laptop)
 	HEARTBEAT_INTERVAL=${HEARTBEAT_INTERVAL:-5s}
 	if [ -n "$TARGET" ]; then
-		# A deployment bills per stream and caps concurrency: start small.
-		: "${N:=1000}" "${S:=1000}" "${K:=50}" "${HOLD:=40s}" "${RS:=500}"
+		# A deployment bills per stream and caps concurrency: each stream holds
+		# one instance of the stream function, whose reserved concurrency
+		# (the stack's StreamReservedConcurrency, RESERVED here, default 100)
+		# is the most it runs at once; on the function URL publishes take
+		# instances of it too. So streams use 80% of it, publishers the rest.
+		: "${RESERVED:=100}"
+		: "${N:=$((RESERVED * 8 / 10))}" "${S:=$((RESERVED * 8 / 10))}" "${K:=$((RESERVED / 10))}" "${HOLD:=40s}" "${RS:=$((RESERVED / 2))}"
 	fi
 	: "${N:=10000}" "${S:=10000}" "${K:=100}" "${RAMP:=20s}" "${HOLD:=20s}" "${INTERVAL:=1s}" "${RS:=2000}"
 	cap N

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/orderstream/orderstream/functions/internal/boot"
+	"github.com/orderstream/orderstream/functions/internal/secrets"
 	"github.com/orderstream/orderstream/shared/config"
 	"github.com/orderstream/orderstream/shared/httpapi"
 )
@@ -46,6 +47,12 @@ const deadlineMargin = 2 * time.Second
 // it returns happened during initialisation.
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
 	if err := boot.CheckRuntimeAPI(getenv); err != nil {
+		return err
+	}
+	// Secrets given by reference (REDIS_URL_REF, AUTH_JWT_*_REF) are read
+	// once, here, and stand in for the plain settings from then on.
+	getenv, err := secrets.FromEnv(ctx, getenv)
+	if err != nil {
 		return err
 	}
 	cfg, err := config.FromEnv(getenv)

@@ -52,10 +52,18 @@ type Config struct {
 	AuthJWTAudience      string // AUTH_JWT_AUDIENCE: required aud, if set
 	AuthCookie           string // AUTH_COOKIE: cookie a subscriber token may come in
 
+	FlushPadding int // FLUSH_PADDING: bytes of SSE comment after each stream write; 0 off
+
 	// The local server's own http.Server (Lambda has none): slowloris guards.
 	ReadHeaderTimeout time.Duration // READ_HEADER_TIMEOUT
 	IdleTimeout       time.Duration // IDLE_TIMEOUT: keep-alive connections between requests
 }
+
+// MaxFlushPadding bounds FLUSH_PADDING. The largest size reported to make a
+// function URL pass chunks on is about 100 KB; 256 KiB after every write
+// would spend Lambda's 2 MB/s streaming rate (past the first 6 MB) on 8
+// writes a second.
+const MaxFlushPadding = 256 << 10
 
 // Default is the contract's defaults.
 func Default() Config {
@@ -156,6 +164,7 @@ func (c *Config) ints() []intSetting {
 		{"MAX_STREAMS_PER_CLIENT", "max-streams-per-client", "streams one client address holds open, 429 beyond (0: no limit)", &c.MaxStreamsPerClient},
 		{"MAX_SUBSCRIBERS_PER_ORDER", "max-subscribers-per-order", "streams open on one order on this instance, 503 beyond (0: no limit)", &c.MaxSubscribersPerOrder},
 		{"REDIS_WAIT_REPLICAS", "redis-wait-replicas", "a publish answers 201 only once this many Redis replicas have it, 503 otherwise (0: once the master has it)", &c.RedisWaitReplicas},
+		{"FLUSH_PADDING", "flush-padding", "bytes of SSE comment sent after each event and heartbeat, for front ends that hold small chunks (0: off)", &c.FlushPadding},
 	}
 }
 
@@ -241,6 +250,9 @@ func (c Config) Validate() error {
 	if (&http.Cookie{Name: c.AuthCookie, Value: "x"}).Valid() != nil {
 		errs = append(errs, fmt.Errorf("AUTH_COOKIE=%q is not a cookie name", c.AuthCookie))
 	}
+	if c.FlushPadding > MaxFlushPadding {
+		errs = append(errs, fmt.Errorf("FLUSH_PADDING must be at most %d bytes, got %d", MaxFlushPadding, c.FlushPadding))
+	}
 	if c.RetryInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("RETRY_INTERVAL must be at least 1ms, got %v", c.RetryInterval))
 	}
@@ -283,6 +295,7 @@ func (c Config) HTTP(done <-chan struct{}) httpapi.Config {
 		MaxStreams:             c.MaxStreams,
 		MaxStreamsPerClient:    c.MaxStreamsPerClient,
 		MaxSubscribersPerOrder: c.MaxSubscribersPerOrder,
+		FlushPadding:           c.FlushPadding,
 	}
 	// Validate reported errors; a bad list here means none (fail closed).
 	h.TrustedProxies, _ = httpapi.ParseTrustedProxies(c.TrustedProxies)

@@ -110,6 +110,10 @@ func TestHardening(t *testing.T) {
 		{"auth secret and key", map[string]string{"AUTH_JWT_SECRET": strings.Repeat("s", 32), "AUTH_JWT_PUBLIC_KEY_FILE": "/k.pem"}, nil, "not both"},
 		{"auth cookie name", map[string]string{"AUTH_COOKIE": "a b"}, nil, "AUTH_COOKIE"},
 		{"zero idle timeout", map[string]string{"IDLE_TIMEOUT": "0s"}, nil, "IDLE_TIMEOUT must be positive"},
+		{"flush padding", map[string]string{"FLUSH_PADDING": "2048"}, func(c Config) bool { return c.HTTP(nil).FlushPadding == 2048 }, ""},
+		{"flush padding off by default", nil, func(c Config) bool { return c.HTTP(nil).FlushPadding == 0 }, ""},
+		{"negative flush padding", map[string]string{"FLUSH_PADDING": "-1"}, nil, "FLUSH_PADDING must not be negative"},
+		{"huge flush padding", map[string]string{"FLUSH_PADDING": "1000000"}, nil, "FLUSH_PADDING must be at most"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

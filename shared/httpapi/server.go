@@ -74,6 +74,14 @@ type Config struct {
 	// publish and simulate, an orders claim naming the order to read or
 	// stream it, ScopeMetrics for /metrics. The page and /healthz stay open.
 	Auth AuthConfig
+
+	// FlushPadding, when positive, follows every write to a stream (each
+	// event, heartbeat and the opening retry:) with an SSE comment block of
+	// this many bytes, which every decoder ignores: a front end that holds
+	// small chunks until more bytes follow (reported of Lambda function URLs)
+	// then passes each one on at once. See functions/README.md for its cost.
+	FlushPadding int
+	padding      []byte // the block, made once by withDefaults
 }
 
 func (c Config) withDefaults() Config {
@@ -86,6 +94,7 @@ func (c Config) withDefaults() Config {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	c.padding = paddingBlock(c.FlushPadding)
 	return c
 }
 

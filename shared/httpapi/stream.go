@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,22 @@ const eventType = "order-update"
 // keepAlive is the heartbeat: a comment, then a blank line, so that proxies
 // which pass data on at frame boundaries pass it on.
 var keepAlive = append(sse.AppendComment(nil, "keep-alive"), '\n')
+
+// paddingBlock is n bytes that every SSE decoder skips: a comment line of
+// spaces ended by a blank line (so it is a whole frame, like keepAlive), or
+// blank lines alone when n is too small for a comment. nil for n <= 0.
+func paddingBlock(n int) []byte {
+	if n <= 0 {
+		return nil
+	}
+	if n < 3 {
+		return bytes.Repeat([]byte{'\n'}, n)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, ':')
+	b = append(b, bytes.Repeat([]byte{' '}, n-3)...)
+	return append(b, '\n', '\n')
+}
 
 // lastEventID is where the client resumes: the Last-Event-ID header (set by
 // EventSource on reconnect) wins over the lastEventId query parameter (set by
@@ -110,7 +127,7 @@ func openStream(logger *slog.Logger, b broker.Broker, cfg *Config, m *metrics, l
 		return nil
 	}
 	return &stream{id: id, sub: sub, release: release, m: m,
-		w: streamWriter{w: w, rc: http.NewResponseController(w), timeout: cfg.WriteTimeout, m: m}}
+		w: streamWriter{w: w, rc: http.NewResponseController(w), timeout: cfg.WriteTimeout, m: m, padding: cfg.padding}}
 }
 
 func (st *stream) close() {
@@ -309,6 +326,7 @@ type streamWriter struct {
 	timeout time.Duration
 	buf     []byte
 	m       *metrics
+	padding []byte // Config.FlushPadding's block, sent after each write
 
 	// Once detached: the connection, taken over from net/http mid-way
 	// through a chunked body, the chunk being framed, and the bytes of
@@ -339,6 +357,7 @@ func (s *streamWriter) event(ev broker.Event, live bool) error {
 }
 
 func (s *streamWriter) flush() error {
+	s.buf = append(s.buf, s.padding...)
 	if s.conn != nil {
 		return s.flushChunk()
 	}
