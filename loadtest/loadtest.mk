@@ -16,11 +16,19 @@ LOADTEST_BIN := $(LOADTEST)/bin
 
 TEST_TARGETS += loadtest-test loadtest-smoke
 
-.PHONY: loadtest loadtest-smoke loadtest-baseline loadtest-figures loadtest-scale loadtest-build loadtest-test
+.PHONY: loadtest loadtest-smoke loadtest-baseline loadtest-figures loadtest-scale loadtest-build loadtest-test jq
 
 # go build is incremental: after the first k6 build (minutes on two busy
 # cores) this takes seconds, so it runs every time rather than guessing staleness.
-loadtest-build:
+# run.sh reads k6's verdicts from its JSON summaries with jq (Debian's package).
+jq:
+	@command -v jq >/dev/null 2>&1 || { \
+		echo "jq is missing: installing Debian's package"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq jq >/dev/null; \
+	}
+	@command -v jq >/dev/null 2>&1 || { echo "could not install jq: apt-get install jq"; exit 1; }
+
+loadtest-build: jq
 	cd $(LOADTEST) && $(GO) build -o bin/k6 ./cmd/k6 && $(GO) build -o bin/baseline ./baseline && \
 		$(GO) build -o bin/charts ./cmd/charts
 	$(GO) build -o $(LOADTEST_BIN)/orderstream ./local

@@ -21,6 +21,8 @@ profile=${1:?usage: run.sh smoke|laptop|baseline|figures|scale}
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 K6=$here/bin/k6
+# k6's verdicts are read from its JSON summaries.
+command -v jq >/dev/null || { echo "loadtest: jq is missing (make jq, or apt-get install jq)" >&2; exit 2; }
 SERVER=$here/bin/orderstream
 BASELINE=$here/bin/baseline
 TARGET=${TARGET:-}
@@ -54,21 +56,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME CMD...: runs a server on a free loopback port (it logs the
-# address it got) and sets BASE and PID.
+# start NAME CMD...: runs a server on a free loopback port, which it writes
+# to the file named by ADDR_FILE once listening, and sets BASE and PID.
 start() {
-	local name=$1 log=$RESULTS/$1.log addr="" i
+	local name=$1 log=$RESULTS/$1.log addrfile=$RESULTS/$1.addr addr="" i
 	shift
-	"$@" >"$log" 2>&1 &
+	rm -f "$addrfile"
+	ADDR_FILE=$addrfile "$@" >"$log" 2>&1 &
 	PID=$!
 	pids+=("$PID")
 	for i in $(seq 100); do
-		addr=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$log" | head -1)
-		[ -n "$addr" ] && break
+		[ -s "$addrfile" ] && { read -r addr <"$addrfile"; break; }
 		kill -0 "$PID" 2>/dev/null || { cat "$log" >&2; echo "loadtest: $name did not start" >&2; return 1; }
 		sleep 0.1
 	done
-	[ -n "$addr" ] || { echo "loadtest: $name did not say where it listens" >&2; return 1; }
+	[ -n "$addr" ] || { echo "loadtest: $name did not write its address to $addrfile" >&2; return 1; }
 	BASE=http://$addr
 	healthy "$addr" || { echo "loadtest: $name at $BASE is not healthy" >&2; return 1; }
 	echo "loadtest: $name serving on $BASE (pid $PID, log $log)"
@@ -96,20 +98,11 @@ stop_samplers() {
 	samplers=()
 }
 max_of() { sort -n "$1" | tail -1; }
-# ms_of DURATION: a Go-style duration (90s, 1m30s, 500ms) in milliseconds.
-ms_of() {
-	local v=$1 total=0 re='^([0-9]+)(ms|s|m|h)(.*)$'
-	while [[ $v =~ $re ]]; do
-		case ${BASH_REMATCH[2]} in
-		ms) total=$((total + BASH_REMATCH[1])) ;;
-		s) total=$((total + BASH_REMATCH[1] * 1000)) ;;
-		m) total=$((total + BASH_REMATCH[1] * 60000)) ;;
-		h) total=$((total + BASH_REMATCH[1] * 3600000)) ;;
-		esac
-		v=${BASH_REMATCH[3]}
-	done
-	[ -z "$v" ] || { echo "loadtest: $1 is not a duration such as 90s or 1m30s" >&2; exit 2; }
-	echo "$total"
+# k6_running PID...: whether any of the processes still runs.
+k6_running() {
+	local p
+	for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done
+	return 1
 }
 
 # want RUN: whether RUNS (default: all of them) names this run.
@@ -147,10 +140,10 @@ k6run() {
 	return 0
 }
 
-# crossed LABEL METRIC: whether k6 printed METRIC's threshold as crossed (✗)
-# in LABEL's summary.
+# crossed LABEL METRIC: whether one of METRIC's thresholds failed in LABEL's
+# summary export (k6 writes each threshold as "expression": true when crossed).
 crossed() {
-	awk -v m="$2" '$1 == m { hit = 1; next } hit && /✗/ { found = 1 } hit && NF == 0 { hit = 0 } END { exit !found }' "$RESULTS/$1.txt"
+	jq -e --arg m "$2" '[.metrics[$m].thresholds // {} | .[] | select(.)] | length > 0' "$RESULTS/$1.json" >/dev/null
 }
 
 # must_fail LABEL METRIC SCRIPT [k6 args...]: a run against a server that
@@ -268,7 +261,7 @@ baseline)
 	serve_local
 	start raw "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL"
 	RAW=$BASE RAW_PID=$PID
-	SVC=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$RESULTS/orderstream.log" | head -1)
+	SVC=$(<"$RESULTS/orderstream.addr")
 	SVC=http://$SVC
 
 	echo
@@ -312,7 +305,7 @@ figures)
 	serve_local
 	start raw "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL"
 	RAW=$BASE RAW_PID=$PID
-	SVC=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$RESULTS/orderstream.log" | head -1)
+	SVC=$(<"$RESULTS/orderstream.addr")
 	SVC=http://$SVC
 	both=(-raw "$RAW" -raw-pid "$RAW_PID" -service "$SVC" -service-pid "$SERVER_PID")
 	bench() { # bench LABEL ARGS...: one baseline bench run, kept as LABEL.txt and LABEL.json
@@ -342,7 +335,6 @@ scale)
 	# combined summary (scale-summary.json).
 	[ -z "$TARGET" ] || { echo "loadtest: the scale run is local only" >&2; exit 2; }
 	command -v redis-server >/dev/null || { echo "loadtest: redis-server is missing (make redis-server)" >&2; exit 2; }
-	command -v jq >/dev/null || { echo "loadtest: jq is missing (apt-get install jq)" >&2; exit 2; }
 	: "${INSTANCES:=6}" "${N:=100000}" "${RAMP:=300s}" "${HOLD:=30s}"
 	HEARTBEAT_INTERVAL=${HEARTBEAT_INTERVAL:-15s}
 	per=$(((N + INSTANCES - 1) / INSTANCES))
@@ -391,22 +383,29 @@ scale)
 		k6pids+=("$!")
 		pids+=("$!")
 	done
-	# Halfway through the hold, count what the servers hold: open files
-	# (one per stream, plus a few of their own) and RSS.
-	sleep $(($(ms_of "$RAMP") / 1000 + $(ms_of "$HOLD") / 2000))
-	fds=0 rss=0 base_fds=0
-	for p in "${spids[@]}"; do
-		fds=$((fds + $(ls "/proc/$p/fd" | wc -l)))
-		rss=$((rss + $(rss_kb "$p")))
+	# While k6 runs, count what the servers hold every 5 s and keep the
+	# moment they held most (the hold): established streams, open files (one
+	# per stream, plus a few of their own) and RSS. Sampling, rather than
+	# sleeping until a time computed from RAMP and HOLD, leaves durations to
+	# the programs that parse them.
+	established=0 fds=0 rss=0 k6rss=0
+	while k6_running "${k6pids[@]}"; do
+		now=$(ss -Htn state established | awk '$3 ~ /^127\.0\.0\.(1[1-9]|[2-9][0-9]):/' | wc -l)
+		if [ "$now" -gt "$established" ]; then
+			established=$now fds=0 rss=0 k6rss=0
+			for p in "${spids[@]}"; do
+				fds=$((fds + $(ls "/proc/$p/fd" | wc -l)))
+				rss=$((rss + $(rss_kb "$p")))
+			done
+			for p in "${k6pids[@]}"; do k6rss=$((k6rss + $(rss_kb "$p"))); done
+			# The servers' sockets by TCP state: CLOSE-WAIT ones are streams their
+			# clients gave up on that the servers have not noticed yet.
+			ss -Htan | awk '$4 ~ /^127\.0\.0\.(1[1-9]|[2-9][0-9]):/ { n[$1]++ } END { for (s in n) printf "%s %d\n", s, n[s] }' |
+				sort >"$RESULTS/scale-sockets.txt"
+		fi
+		sleep 5
 	done
-	k6rss=0
-	for p in "${k6pids[@]}"; do k6rss=$((k6rss + $(rss_kb "$p"))); done
-	established=$(ss -Htn state established | awk '$3 ~ /^127\.0\.0\.(1[1-9]|[2-9][0-9]):/' | wc -l)
-	# The servers' sockets by TCP state: CLOSE-WAIT ones are streams their
-	# clients gave up on that the servers have not noticed yet.
-	ss -Htan | awk '$4 ~ /^127\.0\.0\.(1[1-9]|[2-9][0-9]):/ { n[$1]++ } END { for (s in n) printf "%s %d\n", s, n[s] }' |
-		sort >"$RESULTS/scale-sockets.txt"
-	echo "halfway through the hold: servers hold $established established streams, $fds open files, RSS $((rss / 1024)) MiB ($((idle / 1024)) MiB idle); k6 RSS $((k6rss / 1024)) MiB" |
+	echo "at the hold (most streams held): servers hold $established established streams, $fds open files, RSS $((rss / 1024)) MiB ($((idle / 1024)) MiB idle); k6 RSS $((k6rss / 1024)) MiB" |
 		tee "$RESULTS/scale-hold.txt"
 	stop_samplers
 	for i in "${!k6pids[@]}"; do
