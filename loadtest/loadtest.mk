@@ -6,6 +6,7 @@
 #   make loadtest-baseline   orderstream against the raw fan-out server
 #   make loadtest-figures    every figure of loadtest/README.md in one run, and its charts
 #   make loadtest-scale      100,000 streams over several instances sharing a redis-server
+#   make loadtest-rolling    15,000 streams through nginx over three instances, restarted in turn and one killed
 #   make loadtest-smoke      a few hundred streams (part of make test)
 #
 # Binaries go to loadtest/bin/ (k6, baseline, charts, and the server under
@@ -16,7 +17,7 @@ LOADTEST_BIN := $(LOADTEST)/bin
 
 TEST_TARGETS += loadtest-test loadtest-smoke
 
-.PHONY: loadtest loadtest-smoke loadtest-baseline loadtest-figures loadtest-scale loadtest-build loadtest-test jq
+.PHONY: loadtest loadtest-rolling loadtest-smoke loadtest-baseline loadtest-figures loadtest-scale loadtest-build loadtest-test jq
 
 # go build is incremental: after the first k6 build (minutes on two busy
 # cores) this takes seconds, so it runs every time rather than guessing staleness.
@@ -52,3 +53,6 @@ loadtest-figures: loadtest-build
 
 loadtest-scale: loadtest-build redis-server
 	$(LOADTEST)/run.sh scale
+
+loadtest-rolling: loadtest-build redis-server nginx
+	$(LOADTEST)/run.sh rolling
