@@ -12,7 +12,7 @@ import sse from "k6/x/sse";
 import http from "k6/http";
 import exec from "k6/execution";
 import { check, sleep } from "k6";
-import { BASE, int, ms, streamOptions, trendStats, STATUSES_PER_ORDER, subscribersAndPublisher, newOrders, subscriberURLs } from "./lib.js";
+import { BASE, int, ms, trendStats, STATUSES_PER_ORDER, subscribersAndPublisher, newOrders, subscribeUntilDone } from "./lib.js";
 
 const S = int("S", 15000);
 const K = Math.max(1, Math.min(int("K", 1500), S));
@@ -43,13 +43,8 @@ export function setup() {
 }
 
 export async function subscribe(data) {
-  const urls = subscriberURLs(data.orders, exec.scenario.iterationInTest, PER_VU, S);
-  const count = urls.length;
   // The server's retry: (RETRY_INTERVAL, RETRY_JITTER) paces reconnects, as in a browser.
-  const h = sse.open(urls, streamOptions({ count, spread: RAMP, expectSequence: true }));
-  const st = await h.finished((MAX - 5) * 1000);
-  check(st, { "every subscriber saw its order delivered": (s) => s.completed === count });
-  h.close();
+  await subscribeUntilDone(sse, check, data, exec.scenario.iterationInTest, PER_VU, S, { spread: RAMP, expectSequence: true }, MAX);
 }
 
 // publishOnce publishes status, retrying until it is sure the status was
