@@ -13,7 +13,7 @@ TEST_TARGETS :=
 -include functions/lambda.mk
 -include loadtest/loadtest.mk
 
-.PHONY: run test test-go bench build fuzz fuzz-short fmt-check vet deps redis-server chromium nodejs screenshot help
+.PHONY: run test test-go bench build fuzz fuzz-short fmt-check vet deps redis-server chromium nginx screenshot help nodejs
 
 help:
 	@echo "make run     serve on :8080 (REDIS_URL=redis://... make run for the Redis broker)"
@@ -75,7 +75,7 @@ fuzz:
 fuzz-short:
 	$(call run-fuzzers,$(FUZZTIME_SHORT))
 
-deps: redis-server chromium nodejs
+deps: redis-server chromium nginx nodejs
 
 # The Redis broker's tests start a real redis-server (Debian's package).
 redis-server:
@@ -93,6 +93,15 @@ chromium:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; \
 	}
 	@command -v chromium >/dev/null 2>&1 || { echo "could not install chromium: apt-get install chromium"; exit 1; }
+
+# The proxy test (local/nginx_test.go) runs deploy/nginx's configuration in a
+# real nginx (Debian's package; the test starts its own, the service is not used).
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+		echo "nginx is missing: installing Debian's package"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx >/dev/null; \
+	}
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "could not install nginx: apt-get install nginx"; exit 1; }
 
 # FLUSH_PADDING's decoder test (local/padding_test.go) runs the npm
 # eventsource package under Node (Debian's packages); the test installs the

@@ -6,6 +6,7 @@
 #   make loadtest-baseline   orderstream against the raw fan-out server
 #   make loadtest-figures    every figure of loadtest/README.md in one run, and its charts
 #   make loadtest-scale      100,000 streams over several instances sharing a redis-server
+#   make loadtest-rolling    15,000 streams through nginx over three instances, restarted in turn and one killed
 #   make loadtest-smoke      a few hundred streams (part of make test)
 #   make smoke TARGET=https://<StreamUrl>/   one stream against a deployment: first byte,
 #                            each event's delay, and whether events are held back (cmd/smoke;
@@ -19,11 +20,19 @@ LOADTEST_BIN := $(LOADTEST)/bin
 
 TEST_TARGETS += loadtest-test loadtest-smoke
 
-.PHONY: smoke loadtest loadtest-smoke loadtest-baseline loadtest-figures loadtest-scale loadtest-build loadtest-test
+.PHONY: smoke loadtest loadtest-rolling loadtest-smoke loadtest-baseline loadtest-figures loadtest-scale loadtest-build loadtest-test jq
 
 # go build is incremental: after the first k6 build (minutes on two busy
 # cores) this takes seconds, so it runs every time rather than guessing staleness.
-loadtest-build:
+# run.sh reads k6's verdicts from its JSON summaries with jq (Debian's package).
+jq:
+	@command -v jq >/dev/null 2>&1 || { \
+		echo "jq is missing: installing Debian's package"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq jq >/dev/null; \
+	}
+	@command -v jq >/dev/null 2>&1 || { echo "could not install jq: apt-get install jq"; exit 1; }
+
+loadtest-build: jq
 	cd $(LOADTEST) && $(GO) build -o bin/k6 ./cmd/k6 && $(GO) build -o bin/baseline ./baseline && \
 		$(GO) build -o bin/charts ./cmd/charts
 	$(GO) build -o $(LOADTEST_BIN)/orderstream ./local
@@ -52,3 +61,6 @@ loadtest-figures: loadtest-build
 
 loadtest-scale: loadtest-build redis-server
 	$(LOADTEST)/run.sh scale
+
+loadtest-rolling: loadtest-build redis-server nginx
+	$(LOADTEST)/run.sh rolling

@@ -7,6 +7,7 @@
 #   run.sh baseline   orderstream against the raw fan-out server (make loadtest-baseline)
 #   run.sh figures    every figure of README.md in one run, and the charts (make loadtest-figures)
 #   run.sh scale      N (100,000) streams over several instances sharing a redis-server (make loadtest-scale)
+#   run.sh rolling    S (15,000) streams through nginx over three instances, restarted in turn and one killed (make loadtest-rolling)
 #
 # Sizes come from the environment (N, S, K, INTERVAL, RAMP, HOLD, ...; see
 # each script's header); RUNS="connections latency" picks runs of the laptop
@@ -17,10 +18,12 @@
 # results folder.
 set -euo pipefail
 
-profile=${1:?usage: run.sh smoke|laptop|baseline|figures|scale}
+profile=${1:?usage: run.sh smoke|laptop|baseline|figures|scale|rolling}
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 K6=$here/bin/k6
+# k6's verdicts are read from its JSON summaries.
+command -v jq >/dev/null || { echo "loadtest: jq is missing (make jq, or apt-get install jq)" >&2; exit 2; }
 SERVER=$here/bin/orderstream
 BASELINE=$here/bin/baseline
 TARGET=${TARGET:-}
@@ -54,21 +57,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME CMD...: runs a server on a free loopback port (it logs the
-# address it got) and sets BASE and PID.
+# start NAME CMD...: runs a server on a free loopback port, which it writes
+# to the file named by ADDR_FILE once listening, and sets BASE and PID.
 start() {
-	local name=$1 log=$RESULTS/$1.log addr="" i
+	local name=$1 log=$RESULTS/$1.log addrfile=$RESULTS/$1.addr addr="" i
 	shift
-	"$@" >"$log" 2>&1 &
+	rm -f "$addrfile"
+	ADDR_FILE=$addrfile "$@" >"$log" 2>&1 &
 	PID=$!
 	pids+=("$PID")
 	for i in $(seq 100); do
-		addr=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$log" | head -1)
-		[ -n "$addr" ] && break
+		[ -s "$addrfile" ] && { read -r addr <"$addrfile"; break; }
 		kill -0 "$PID" 2>/dev/null || { cat "$log" >&2; echo "loadtest: $name did not start" >&2; return 1; }
 		sleep 0.1
 	done
-	[ -n "$addr" ] || { echo "loadtest: $name did not say where it listens" >&2; return 1; }
+	[ -n "$addr" ] || { echo "loadtest: $name did not write its address to $addrfile" >&2; return 1; }
 	BASE=http://$addr
 	healthy "$addr" || { echo "loadtest: $name at $BASE is not healthy" >&2; return 1; }
 	echo "loadtest: $name serving on $BASE (pid $PID, log $log)"
@@ -96,20 +99,157 @@ stop_samplers() {
 	samplers=()
 }
 max_of() { sort -n "$1" | tail -1; }
-# ms_of DURATION: a Go-style duration (90s, 1m30s, 500ms) in milliseconds.
-ms_of() {
-	local v=$1 total=0 re='^([0-9]+)(ms|s|m|h)(.*)$'
-	while [[ $v =~ $re ]]; do
-		case ${BASH_REMATCH[2]} in
-		ms) total=$((total + BASH_REMATCH[1])) ;;
-		s) total=$((total + BASH_REMATCH[1] * 1000)) ;;
-		m) total=$((total + BASH_REMATCH[1] * 60000)) ;;
-		h) total=$((total + BASH_REMATCH[1] * 3600000)) ;;
-		esac
-		v=${BASH_REMATCH[3]}
+# free_port FIRST: the first loopback port from FIRST on that nobody listens on.
+free_port() {
+	local p
+	for p in $(seq "$1" $(($1 + 100))); do
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
 	done
-	[ -z "$v" ] || { echo "loadtest: $1 is not a duration such as 90s or 1m30s" >&2; exit 2; }
-	echo "$total"
+	echo "loadtest: no free port from $1" >&2
+	return 1
+}
+
+# start_redis: a redis-server on a free port, its data in a temporary
+# folder removed on exit; sets REDIS_URL.
+start_redis() {
+	command -v redis-server >/dev/null || { echo "loadtest: redis-server is missing (make redis-server)" >&2; exit 2; }
+	local port l
+	port=$(free_port 16379)
+	tmp=$(mktemp -d)
+	trap 'cleanup; rm -rf "$tmp"' EXIT
+	redis-server --bind 127.0.0.1 --port "$port" --dir "$tmp" --save "" --appendonly no \
+		--maxclients 1000 >"$RESULTS/redis.log" 2>&1 &
+	pids+=("$!")
+	for _ in $(seq 50); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PING\r\n' >&3 && read -r -t 1 l <&3 && [[ $l == +PONG* ]]) 2>/dev/null; then break; fi
+		sleep 0.1
+	done
+	REDIS_URL=redis://127.0.0.1:$port
+	echo "loadtest: redis-server at $REDIS_URL (pid $!, data in $tmp)"
+}
+
+# nginx_start UPSTREAM...: nginx with deploy/nginx's files, changed only
+# where a local run must (addresses, a plain-HTTP listener serving the API
+# instead of redirecting, no certificate, open-file limits for many
+# streams), in $RESULTS/nginx; sets BASE.
+nginx_start() {
+	local bin dir=$RESULTS/nginx port i=0 u
+	bin=$(command -v nginx || echo /usr/sbin/nginx)
+	[ -x "$bin" ] || { echo "loadtest: nginx is missing (make nginx)" >&2; exit 2; }
+	mkdir -p "$dir"
+	port=$(free_port 18080)
+	cp "$here/../deploy/nginx/orderstream-locations.conf" "$dir/locations.conf"
+	# Only the plain-HTTP server, listening here and serving the API.
+	sed -E '/^# Browsers: TLS/,/^}/d' "$here/../deploy/nginx/orderstream.conf" |
+		sed -E "s#listen 80;#listen 127.0.0.1:$port reuseport;#; s#return 308 .*#include $dir/locations.conf;#" >"$dir/site.conf"
+	for u in "$@"; do
+		sed -i -E "s#server 127\.0\.0\.1:$((8081 + i)) #server $u #" "$dir/site.conf"
+		i=$((i + 1))
+	done
+	cat >"$dir/nginx.conf" <<-CONF
+		daemon off;
+		worker_processes 2;
+		worker_rlimit_nofile $(ulimit -n);
+		pid $dir/nginx.pid;
+		error_log $dir/error.log warn;
+		events { worker_connections $(($(ulimit -n) - 100)); }
+		http {
+		    access_log off;
+		    client_body_temp_path $dir/body;
+		    proxy_temp_path $dir/proxy;
+		    fastcgi_temp_path $dir/fastcgi;
+		    uwsgi_temp_path $dir/uwsgi;
+		    scgi_temp_path $dir/scgi;
+		    include $dir/site.conf;
+		}
+	CONF
+	"$bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -t 2>&1 | sed 's/^/nginx: /'
+	"$bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" &
+	pids+=("$!")
+	# Listening is enough: a request through it before the instances listen
+	# would mark them failed (max_fails), and streams are slow probes back.
+	for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+	BASE=http://127.0.0.1:$port
+	echo "loadtest: nginx on $BASE in front of $*"
+}
+
+# rolling_run MODE ENV...: one rolling run: three instances (ENV added to
+# their environment) behind nginx, rolling.js through it, and meanwhile
+# every instance restarted in turn with SIGTERM, SPACING_S seconds apart,
+# then the first killed with SIGKILL. The epoch seconds of each step go to
+# rolling-MODE-phases.txt; the successful connects per second since the
+# first SIGTERM to rolling-MODE-connects.json.
+rolling_run() {
+	local mode=$1 label=rolling-$1 i rc storm next k6pid
+	shift
+	local env=(REDIS_URL="$REDIS_URL" HEARTBEAT_INTERVAL=15s "$@")
+	for i in 0 1 2; do
+		start "$label-$i" env ADDR="${upstreams[$i]}" "${env[@]}" "$SERVER"
+		ipids[i]=$PID
+	done
+	echo
+	echo "=== $label: $S streams over $K orders through nginx; instance env: $*"
+	box "$label"
+	K6_NO_USAGE_REPORT=true "$K6" run --address= --quiet --no-color \
+		--summary-export "$RESULTS/$label.json" --out "json=$RESULTS/$label-samples.json.gz" \
+		-e BASE="$NGINX" -e S="$S" -e K="$K" -e PER_VU=500 -e RAMP="$((RAMP_S * 1000))" -e STEP="$((STEP_S * 1000))" \
+		scripts/rolling.js >"$RESULTS/$label.txt" 2>&1 &
+	k6pid=$!
+	pids+=("$k6pid")
+	: >"$RESULTS/$label-phases.txt"
+	# The restarts fall mid-way through the orders' lives: after the ramp
+	# and the publisher's first round.
+	sleep $((RAMP_S + 2 + STEP_S))
+	storm=$(date +%s)
+	for i in 0 1 2; do
+		next=$((SECONDS + SPACING_S))
+		echo "$(date +%s.%N) sigterm $i" >>"$RESULTS/$label-phases.txt"
+		kill -TERM "${ipids[$i]}"
+		rc=0
+		wait "${ipids[$i]}" || rc=$?
+		[ "$rc" -eq 0 ] || failed+=("$label-$i (exit $rc after SIGTERM)")
+		echo "$(date +%s.%N) exited $i" >>"$RESULTS/$label-phases.txt"
+		start "$label-$i-restarted" env ADDR="${upstreams[$i]}" "${env[@]}" "$SERVER"
+		ipids[i]=$PID
+		echo "$(date +%s.%N) healthy $i" >>"$RESULTS/$label-phases.txt"
+		while [ "$SECONDS" -lt "$next" ]; do sleep 1; done
+	done
+	echo "$(date +%s.%N) sigkill 0" >>"$RESULTS/$label-phases.txt"
+	kill -KILL "${ipids[0]}"
+	wait "${ipids[0]}" 2>/dev/null || true
+	rc=0
+	wait "$k6pid" || rc=$?
+	ran+=("$label")
+	[ "$rc" -eq 0 ] || failed+=("$label (k6 exit $rc)")
+	for i in 1 2; do kill -TERM "${ipids[$i]}"; wait "${ipids[$i]}" || true; done
+	# Successful connects (each sse_connecting sample is a 200) per second,
+	# from the first SIGTERM on.
+	zcat "$RESULTS/$label-samples.json.gz" | grep '"metric":"sse_connecting"' | grep '"type":"Point"' |
+		jq -s --argjson storm "$storm" '
+			map(.data.time | sub("\\.[0-9]+"; "") | sub("(?<z>[+-][0-9]{2}):?(?<m>[0-9]{2})$"; "Z") | fromdate - $storm)
+			| map(select(. >= -10)) | group_by(.) | map({t: .[0], n: length})' >"$RESULTS/$label-connects.json"
+	rm -f "$RESULTS/$label-samples.json.gz"
+	jq --arg mode "$mode" --slurpfile c "$RESULTS/$label-connects.json" '{
+		mode: $mode,
+		streams: .metrics.sse_streams_completed.count,
+		events: .metrics.sse_events.count,
+		reconnects: .metrics.sse_reconnects.count,
+		gaps: .metrics.sse_gaps.count,
+		duplicates: .metrics.sse_duplicates.count,
+		connectErrors: .metrics.sse_errors.count,
+		reconnectP50ms: .metrics.sse_reconnect_time.med,
+		reconnectP99ms: .metrics.sse_reconnect_time["p(99)"],
+		reconnectMaxms: .metrics.sse_reconnect_time.max,
+		peakConnectsPerSecondInStorm: ($c[0] | map(select(.t >= 0) | .n) | max),
+		thresholdsCrossed: ([.metrics[].thresholds // {} | to_entries[] | select(.value)] | length)
+	}' "$RESULTS/$label.json" | tee "$RESULTS/$label-summary.json"
+}
+
+# k6_running PID...: whether any of the processes still runs.
+k6_running() {
+	local p
+	for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done
+	return 1
 }
 
 # want RUN: whether RUNS (default: all of them) names this run.
@@ -147,10 +287,10 @@ k6run() {
 	return 0
 }
 
-# crossed LABEL METRIC: whether k6 printed METRIC's threshold as crossed (✗)
-# in LABEL's summary.
+# crossed LABEL METRIC: whether one of METRIC's thresholds failed in LABEL's
+# summary export (k6 writes each threshold as "expression": true when crossed).
 crossed() {
-	awk -v m="$2" '$1 == m { hit = 1; next } hit && /✗/ { found = 1 } hit && NF == 0 { hit = 0 } END { exit !found }' "$RESULTS/$1.txt"
+	jq -e --arg m "$2" '[.metrics[$m].thresholds // {} | .[] | select(.)] | length > 0' "$RESULTS/$1.json" >/dev/null
 }
 
 # must_fail LABEL METRIC SCRIPT [k6 args...]: a run against a server that
@@ -273,7 +413,7 @@ baseline)
 	serve_local
 	start raw "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL"
 	RAW=$BASE RAW_PID=$PID
-	SVC=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$RESULTS/orderstream.log" | head -1)
+	SVC=$(<"$RESULTS/orderstream.addr")
 	SVC=http://$SVC
 
 	echo
@@ -317,7 +457,7 @@ figures)
 	serve_local
 	start raw "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL"
 	RAW=$BASE RAW_PID=$PID
-	SVC=$(sed -n 's/.*msg=listening addr=\([^ ]*\).*/\1/p' "$RESULTS/orderstream.log" | head -1)
+	SVC=$(<"$RESULTS/orderstream.addr")
 	SVC=http://$SVC
 	both=(-raw "$RAW" -raw-pid "$RAW_PID" -service "$SVC" -service-pid "$SERVER_PID")
 	bench() { # bench LABEL ARGS...: one baseline bench run, kept as LABEL.txt and LABEL.json
@@ -346,31 +486,14 @@ scale)
 	# loopback address, each taking the streams of its own k6 process; one
 	# combined summary (scale-summary.json).
 	[ -z "$TARGET" ] || { echo "loadtest: the scale run is local only" >&2; exit 2; }
-	command -v redis-server >/dev/null || { echo "loadtest: redis-server is missing (make redis-server)" >&2; exit 2; }
-	command -v jq >/dev/null || { echo "loadtest: jq is missing (apt-get install jq)" >&2; exit 2; }
 	: "${INSTANCES:=6}" "${N:=100000}" "${RAMP:=300s}" "${HOLD:=30s}"
 	HEARTBEAT_INTERVAL=${HEARTBEAT_INTERVAL:-15s}
 	per=$(((N + INSTANCES - 1) / INSTANCES))
 	cap per
-	tmp=$(mktemp -d)
-	trap 'cleanup; rm -rf "$tmp"' EXIT
-	port=""
-	for p in $(seq 16379 16479); do
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
-	done
-	[ -n "$port" ] || { echo "loadtest: no free port for redis-server" >&2; exit 1; }
-	redis-server --bind 127.0.0.1 --port "$port" --dir "$tmp" --save "" --appendonly no \
-		--maxclients 1000 >"$RESULTS/redis.log" 2>&1 &
-	REDIS_PID=$!
-	pids+=("$REDIS_PID")
-	for _ in $(seq 50); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'PING\r\n' >&3 && read -r -t 1 l <&3 && [[ $l == +PONG* ]]) 2>/dev/null; then break; fi
-		sleep 0.1
-	done
-	echo "loadtest: redis-server on 127.0.0.1:$port (pid $REDIS_PID, data in $tmp)"
+	start_redis
 	bases=() spids=()
 	for i in $(seq 0 $((INSTANCES - 1))); do
-		start "orderstream-$i" env ADDR="127.0.0.$((11 + i)):0" REDIS_URL="redis://127.0.0.1:$port" \
+		start "orderstream-$i" env ADDR="127.0.0.$((11 + i)):0" REDIS_URL="$REDIS_URL" \
 			HEARTBEAT_INTERVAL="$HEARTBEAT_INTERVAL" "$SERVER"
 		bases+=("$BASE") spids+=("$PID")
 	done
@@ -396,22 +519,29 @@ scale)
 		k6pids+=("$!")
 		pids+=("$!")
 	done
-	# Halfway through the hold, count what the servers hold: open files
-	# (one per stream, plus a few of their own) and RSS.
-	sleep $(($(ms_of "$RAMP") / 1000 + $(ms_of "$HOLD") / 2000))
-	fds=0 rss=0 base_fds=0
-	for p in "${spids[@]}"; do
-		fds=$((fds + $(ls "/proc/$p/fd" | wc -l)))
-		rss=$((rss + $(rss_kb "$p")))
+	# While k6 runs, count what the servers hold every 5 s and keep the
+	# moment they held most (the hold): established streams, open files (one
+	# per stream, plus a few of their own) and RSS. Sampling, rather than
+	# sleeping until a time computed from RAMP and HOLD, leaves durations to
+	# the programs that parse them.
+	established=0 fds=0 rss=0 k6rss=0
+	while k6_running "${k6pids[@]}"; do
+		now=$(ss -Htn state established | awk '$3 ~ /^127\.0\.0\.(1[1-9]|[2-9][0-9]):/' | wc -l)
+		if [ "$now" -gt "$established" ]; then
+			established=$now fds=0 rss=0 k6rss=0
+			for p in "${spids[@]}"; do
+				fds=$((fds + $(ls "/proc/$p/fd" | wc -l)))
+				rss=$((rss + $(rss_kb "$p")))
+			done
+			for p in "${k6pids[@]}"; do k6rss=$((k6rss + $(rss_kb "$p"))); done
+			# The servers' sockets by TCP state: CLOSE-WAIT ones are streams their
+			# clients gave up on that the servers have not noticed yet.
+			ss -Htan | awk '$4 ~ /^127\.0\.0\.(1[1-9]|[2-9][0-9]):/ { n[$1]++ } END { for (s in n) printf "%s %d\n", s, n[s] }' |
+				sort >"$RESULTS/scale-sockets.txt"
+		fi
+		sleep 5
 	done
-	k6rss=0
-	for p in "${k6pids[@]}"; do k6rss=$((k6rss + $(rss_kb "$p"))); done
-	established=$(ss -Htn state established | awk '$3 ~ /^127\.0\.0\.(1[1-9]|[2-9][0-9]):/' | wc -l)
-	# The servers' sockets by TCP state: CLOSE-WAIT ones are streams their
-	# clients gave up on that the servers have not noticed yet.
-	ss -Htan | awk '$4 ~ /^127\.0\.0\.(1[1-9]|[2-9][0-9]):/ { n[$1]++ } END { for (s in n) printf "%s %d\n", s, n[s] }' |
-		sort >"$RESULTS/scale-sockets.txt"
-	echo "halfway through the hold: servers hold $established established streams, $fds open files, RSS $((rss / 1024)) MiB ($((idle / 1024)) MiB idle); k6 RSS $((k6rss / 1024)) MiB" |
+	echo "at the hold (most streams held): servers hold $established established streams, $fds open files, RSS $((rss / 1024)) MiB ($((idle / 1024)) MiB idle); k6 RSS $((k6rss / 1024)) MiB" |
 		tee "$RESULTS/scale-hold.txt"
 	stop_samplers
 	for i in "${!k6pids[@]}"; do
@@ -435,8 +565,39 @@ scale)
 		thresholdsCrossed: ([.[].metrics[].thresholds // {} | to_entries[] | select(.value)] | length)
 	}' "$RESULTS"/scale-k6-*.json | tee "$RESULTS/scale-summary.json"
 	;;
+rolling)
+	# make loadtest-rolling: S streams through nginx (deploy/nginx's files)
+	# over three instances sharing a redis-server, through a rolling SIGTERM
+	# restart and a SIGKILL; once as a server without a drain would do it
+	# (SHUTDOWN_DRAIN=0s: every stream ends at once; retry: exactly 3s), once
+	# with SHUTDOWN_DRAIN and RETRY_JITTER. Sizes in whole seconds, so that
+	# this script does arithmetic on no durations it would have to parse.
+	[ -z "$TARGET" ] || { echo "loadtest: the rolling run is local only" >&2; exit 2; }
+	: "${S:=15000}" "${K:=1500}" "${RAMP_S:=60}" "${STEP_S:=15}" "${SPACING_S:=16}"
+	: "${DRAIN:=10s}" "${JITTER:=2s}" "${MODES:=nodrain drain}"
+	cap S
+	start_redis
+	p=18081 upstreams=()
+	for i in 0 1 2; do
+		p=$(free_port "$p")
+		upstreams+=("127.0.0.1:$p")
+		p=$((p + 1))
+	done
+	ipids=()
+	nginx_start "${upstreams[@]}"
+	NGINX=$BASE
+	for mode in $MODES; do
+		case $mode in
+		nodrain) rolling_run nodrain SHUTDOWN_DRAIN=0s ;;
+		drain) rolling_run drain SHUTDOWN_DRAIN="$DRAIN" RETRY_JITTER="$JITTER" ;;
+		*) echo "loadtest: MODES takes nodrain and drain" >&2; exit 2 ;;
+		esac
+	done
+	jq -s . "$RESULTS"/rolling-*-summary.json >"$RESULTS/rolling-summary.json"
+	"$here/bin/charts" -in "$RESULTS" || failed+=("charts")
+	;;
 *)
-	echo "usage: run.sh smoke|laptop|baseline|figures|scale" >&2
+	echo "usage: run.sh smoke|laptop|baseline|figures|scale|rolling" >&2
 	exit 2
 	;;
 esac

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -30,7 +31,8 @@ func main() {
 }
 
 // shutdownGrace is how long requests other than streams (a simulation in
-// progress, say) get to finish at shutdown; streams end at once.
+// progress, say) get to finish once the drain is over; streams have ended
+// by then (SHUTDOWN_DRAIN).
 const shutdownGrace = 15 * time.Second
 
 // run serves until ctx is cancelled, then shuts down cleanly.
@@ -46,6 +48,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	fs.StringVar(&addr, "addr", addr, "listen address ($ADDR)")
+	addrFile := getenv("ADDR_FILE")
+	fs.StringVar(&addrFile, "addr-file", addrFile, "once listening, write the address listened on to this file, for scripts and tests ($ADDR_FILE)")
 	cfg.RegisterFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -71,6 +75,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer endStreams()
 	httpCfg := cfg.HTTP(streamsDone)
 	httpCfg.Streams = &streams
+	drain := httpapi.NewDrain(cfg.ShutdownDrain)
+	httpCfg.Drain = drain
 	srv := &http.Server{
 		Handler: httpapi.NewServer(logger, b, httpCfg),
 		// Streams extend their own write deadline per write, so this only
@@ -95,6 +101,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		broker = "redis"
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "broker", broker)
+	if addrFile != "" {
+		if err := writeFileAtomically(addrFile, ln.Addr().String()+"\n"); err != nil {
+			ln.Close()
+			return fmt.Errorf("addr file: %w", err)
+		}
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -104,7 +116,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case <-ctx.Done():
 	}
 
-	logger.Info("shutting down: ending streams")
+	// Fail /healthz and keep serving while the streams end one by one, so
+	// the balancer moves new work elsewhere and the fleet absorbs the
+	// reconnects gradually; then stop listening.
+	logger.Info("shutting down: draining streams", "drain", cfg.ShutdownDrain)
+	select {
+	case <-time.After(time.Until(drain.Begin())):
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("drained: finishing requests in flight")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -118,4 +139,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	streams.Wait()
 	logger.Info("stopped")
 	return nil
+}
+
+// writeFileAtomically writes data to path through a temporary file renamed
+// over it, so that a reader never sees a partial address.
+func writeFileAtomically(path, data string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".addr-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }

@@ -8,7 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"regexp"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,9 +24,10 @@ import (
 
 // server is one run() of the local server.
 type server struct {
-	URL  string
-	stop func() error // cancels run's context and returns what run returned
-	log  *logLines    // what it logged so far
+	URL    string
+	cancel context.CancelFunc // starts the shutdown (SIGTERM), without waiting
+	stop   func() error       // cancels run's context and returns what run returned
+	log    *logLines          // what it logged so far
 }
 
 // logLines collects a server's log lines.
@@ -58,43 +59,68 @@ lines:
 	return n
 }
 
-// startServer runs the server with env on a free loopback port (or on
-// env's ADDR, to restart one on the same port) and waits until /healthz
+// testEnv is the environment tests run the server with: env, on a free
+// loopback port unless env names one (to restart a server on the same
+// port), the address written to addrFile, and no shutdown drain unless env
+// asks for one, so that stopping a server takes no SHUTDOWN_DRAIN.
+func testEnv(env map[string]string, addrFile string) map[string]string {
+	out := map[string]string{"ADDR": "127.0.0.1:0", "ADDR_FILE": addrFile, "SHUTDOWN_DRAIN": "0s"}
+	for k, v := range env {
+		out[k] = v
+	}
+	return out
+}
+
+// waitAddrFile waits until the server writes its address to path, or
+// exited is closed.
+func waitAddrFile(t *testing.T, path string, exited <-chan struct{}) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+		select {
+		case <-exited:
+			t.Fatal("the server exited before listening")
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not start listening")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startServer runs the server with testEnv(env) and waits until /healthz
 // answers.
 func startServer(t *testing.T, env map[string]string) *server {
 	t.Helper()
-	getenv := func(k string) string {
-		if k == "ADDR" && env[k] == "" {
-			return "127.0.0.1:0"
-		}
-		return env[k]
-	}
+	addrFile := filepath.Join(t.TempDir(), "addr")
+	env = testEnv(env, addrFile)
 	log := &logLines{}
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	exited := make(chan struct{})
 	go func() {
-		err := run(ctx, []string{"orderstream"}, getenv, pw)
+		err := run(ctx, []string{"orderstream"}, func(k string) string { return env[k] }, pw)
 		pw.Close()
 		done <- err
+		close(exited)
 	}()
-	addr := make(chan string, 1)
 	go func() {
-		// Pass the log on to the test output and fish out the address.
+		// Pass the log on to the test output.
 		sc := bufio.NewScanner(pr)
-		re := regexp.MustCompile(`msg=listening addr=(\S+)`)
 		for sc.Scan() {
 			log.add(sc.Text())
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
 			if testing.Verbose() {
 				fmt.Fprintln(os.Stderr, sc.Text())
 			}
 		}
 		io.Copy(io.Discard, pr)
 	}()
-	s := &server{log: log, stop: func() error {
+	s := &server{log: log, cancel: cancel, stop: func() error {
 		cancel()
 		select {
 		case err := <-done:
@@ -103,14 +129,7 @@ func startServer(t *testing.T, env map[string]string) *server {
 			return fmt.Errorf("run did not return 20s after its context was cancelled")
 		}
 	}}
-	select {
-	case a := <-addr:
-		s.URL = "http://" + a
-	case err := <-done:
-		t.Fatalf("run returned before listening: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start listening")
-	}
+	s.URL = "http://" + waitAddrFile(t, addrFile, exited)
 	stopped := false
 	t.Cleanup(func() {
 		if !stopped {

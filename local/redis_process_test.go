@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,13 +42,14 @@ type process struct {
 	done chan struct{}
 }
 
-// startProcess starts the server as a child process with env on a free
-// loopback port and waits until it listens.
+// startProcess starts the server as a child process with testEnv(env) and
+// waits until it listens.
 func startProcess(t *testing.T, env map[string]string) *process {
 	t.Helper()
+	addrFile := filepath.Join(t.TempDir(), "addr")
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), serveEnv+"=1", "ADDR=127.0.0.1:0")
-	for k, v := range env {
+	cmd.Env = append(os.Environ(), serveEnv+"=1")
+	for k, v := range testEnv(env, addrFile) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	out, err := cmd.StdoutPipe()
@@ -60,15 +61,10 @@ func startProcess(t *testing.T, env map[string]string) *process {
 		t.Fatalf("start server process: %v", err)
 	}
 	p := &process{cmd: cmd, done: make(chan struct{})}
-	addr := make(chan string, 1)
 	go func() {
 		defer close(p.done)
-		re := regexp.MustCompile(`msg=listening addr=(\S+)`)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
 			if testing.Verbose() {
 				fmt.Fprintln(os.Stderr, "server:", sc.Text())
 			}
@@ -76,14 +72,7 @@ func startProcess(t *testing.T, env map[string]string) *process {
 		cmd.Wait()
 	}()
 	t.Cleanup(p.kill)
-	select {
-	case a := <-addr:
-		p.URL = "http://" + a
-	case <-p.done:
-		t.Fatal("server process exited before listening")
-	case <-time.After(15 * time.Second):
-		t.Fatal("server process did not start listening")
-	}
+	p.URL = "http://" + waitAddrFile(t, addrFile, p.done)
 	return p
 }
 

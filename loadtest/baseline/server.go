@@ -38,6 +38,7 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback only unless you mean it)")
 	heartbeat := fs.Duration("heartbeat", 15*time.Second, "keep-alive comment interval")
+	addrFile := fs.String("addr-file", os.Getenv("ADDR_FILE"), "once listening, write the address to this file, as orderstream's -addr-file ($ADDR_FILE)")
 	fault := fs.String("fault", "", "misbehave on purpose, to show that the suite's thresholds fail: "+
 		"gap (live subscribers miss Packed) or duplicate (live subscribers get every frame twice)")
 	if err := fs.Parse(args); err != nil {
@@ -50,8 +51,13 @@ func serve(args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	// The same line orderstream logs, so one script finds either's port.
 	fmt.Printf("level=INFO msg=listening addr=%s broker=raw\n", ln.Addr())
+	if *addrFile != "" {
+		if err := writeAddrFile(*addrFile, ln.Addr().String()); err != nil {
+			ln.Close()
+			return fmt.Errorf("addr file: %w", err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	srv := newRawServer()
@@ -305,4 +311,14 @@ func (s *rawServer) heartbeats(ctx context.Context, every time.Duration) {
 			}
 		}
 	}
+}
+
+// writeAddrFile writes addr to path through a temporary file renamed over
+// it, so that a script polling for it never reads half an address.
+func writeAddrFile(path, addr string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(addr+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

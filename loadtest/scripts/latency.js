@@ -14,7 +14,7 @@ import http from "k6/http";
 import exec from "k6/execution";
 import { check } from "k6";
 import { Gauge } from "k6/metrics";
-import { int, ms, str, streamOptions, trendStats, startSimulations, STATUSES_PER_ORDER, subscribersAndPublisher, newOrders, subscriberURLs } from "./lib.js";
+import { int, ms, str, trendStats, startSimulations, STATUSES_PER_ORDER, subscribersAndPublisher, newOrders, subscribeUntilDone } from "./lib.js";
 
 const S = int("S", 1000);
 const K = Math.max(1, Math.min(int("K", 100), S));
@@ -51,12 +51,7 @@ export function setup() {
 
 // subscribe: stream i of the test watches order i % K, so each order has S/K subscribers.
 export async function subscribe(data) {
-  const urls = subscriberURLs(data.orders, exec.scenario.iterationInTest, PER_VU, S);
-  const count = urls.length;
-  const h = sse.open(urls, streamOptions({ count, spread: RAMP, expectSequence: true }));
-  const st = await h.finished((MAX - 5) * 1000);
-  check(st, { "every subscriber saw its order delivered": (s) => s.completed === count });
-  h.close();
+  await subscribeUntilDone(sse, check, data, exec.scenario.iterationInTest, PER_VU, S, { spread: RAMP, expectSequence: true }, MAX);
 }
 
 export async function publish(data) {

@@ -105,6 +105,18 @@ export function newOrders(k) {
   return { orders };
 }
 
+// subscribeUntilDone is the subscribe() of the scripts: this VU's share of
+// the s subscribers (subscriberURLs), opened with opts, until every one has
+// seen its order end (or maxSeconds pass), checked.
+export async function subscribeUntilDone(sse, check, data, vu, perVU, s, opts, maxSeconds) {
+  const urls = subscriberURLs(data.orders, vu, perVU, s);
+  const count = urls.length;
+  const h = sse.open(urls, streamOptions(Object.assign({ count }, opts)));
+  const st = await h.finished((maxSeconds - 5) * 1000);
+  check(st, { "every subscriber saw its order delivered": (x) => x.completed === count });
+  h.close();
+}
+
 // subscriberURLs are the streams of the VU with index vu: up to perVU of
 // the s subscribers, stream i of the test watching order i % orders.length,
 // so that each order has s/orders.length subscribers.

@@ -8,7 +8,7 @@ import sse from "k6/x/sse";
 import http from "k6/http";
 import exec from "k6/execution";
 import { check } from "k6";
-import { int, ms, str, streamOptions, trendStats, startSimulations, STATUSES_PER_ORDER, subscribersAndPublisher, newOrders, subscriberURLs } from "./lib.js";
+import { int, ms, str, trendStats, startSimulations, STATUSES_PER_ORDER, subscribersAndPublisher, newOrders, subscribeUntilDone } from "./lib.js";
 
 const S = int("S", 1000);
 const K = Math.max(1, Math.min(int("K", 100), S));
@@ -46,18 +46,12 @@ export function setup() {
 }
 
 export async function subscribe(data) {
-  const urls = subscriberURLs(data.orders, exec.scenario.iterationInTest, PER_VU, S);
-  const count = urls.length;
-  const h = sse.open(urls, streamOptions({
-    count,
+  await subscribeUntilDone(sse, check, data, exec.scenario.iterationInTest, PER_VU, S, {
     spread: RAMP,
     expectSequence: true,
     dropAfter: [DROP_MIN, DROP_MAX],
     reconnectDelay: RECONNECT_DELAY,
-  }));
-  const st = await h.finished((MAX - 5) * 1000);
-  check(st, { "every subscriber saw its order delivered": (s) => s.completed === count });
-  h.close();
+  }, MAX);
 }
 
 export async function publish(data) {

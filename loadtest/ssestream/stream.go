@@ -30,6 +30,10 @@ type Recorder interface {
 	Event(received, published time.Time, replayed bool)
 	Heartbeat()
 	Reconnect()
+	// Resumed reports a stream open again (a 200) after its previous
+	// connection ended early: d runs from that end, through the retry:
+	// wait and any failed attempts, to the new stream's headers.
+	Resumed(d time.Duration)
 	Error(reason string)
 	Gaps(n int)
 	Duplicate()
@@ -76,6 +80,7 @@ type stream struct {
 	seq      Sequence
 	start    time.Time
 	gotFirst bool
+	endedAt  time.Time // when the last connection ended early; zero while one is open
 }
 
 // Run subscribes to url until the order ends, or ctx does.
@@ -99,6 +104,10 @@ func Run(ctx context.Context, client *http.Client, url string, cfg *StreamConfig
 		case endFinished:
 			rec.Completed()
 			return
+		case endRetry:
+			if s.endedAt.IsZero() { // failed attempts keep the first end
+				s.endedAt = time.Now()
+			}
 		}
 	}
 }
@@ -174,6 +183,10 @@ func (s *stream) connect(ctx context.Context) endKind {
 		return ended("content_type")
 	}
 	s.rec.Connecting(time.Since(sent))
+	if !s.endedAt.IsZero() {
+		s.rec.Resumed(time.Since(s.endedAt))
+		s.endedAt = time.Time{}
+	}
 	s.rec.Open(+1)
 	defer s.rec.Open(-1)
 

@@ -17,6 +17,7 @@ type counts struct {
 	mu                                                                       sync.Mutex
 	open, opened, events, replayed, heartbeats, reconnects, gaps, dups, done int
 	errors                                                                   []string
+	resumed                                                                  []time.Duration
 }
 
 func (c *counts) lock() func() { c.mu.Lock(); return c.mu.Unlock }
@@ -37,8 +38,12 @@ func (c *counts) Event(_, _ time.Time, replayed bool) {
 		c.replayed++
 	}
 }
-func (c *counts) Heartbeat()     { defer c.lock()(); c.heartbeats++ }
-func (c *counts) Reconnect()     { defer c.lock()(); c.reconnects++ }
+func (c *counts) Heartbeat() { defer c.lock()(); c.heartbeats++ }
+func (c *counts) Reconnect() { defer c.lock()(); c.reconnects++ }
+func (c *counts) Resumed(d time.Duration) {
+	defer c.lock()()
+	c.resumed = append(c.resumed, d)
+}
 func (c *counts) Error(r string) { defer c.lock()(); c.errors = append(c.errors, r) }
 func (c *counts) Gaps(n int)     { defer c.lock()(); c.gaps += n }
 func (c *counts) Duplicate()     { defer c.lock()(); c.dups++ }
@@ -156,6 +161,16 @@ func TestRun(t *testing.T) {
 				t.Errorf("reconnects %d, want %d", c.reconnects, tt.reconnects)
 			case tt.reconnects < 0 && c.reconnects == 0:
 				t.Error("no reconnects: the drops did not happen")
+			}
+			// Here every reconnection ends in a 200: each is timed once, from
+			// the end before it.
+			if len(c.resumed) != c.reconnects {
+				t.Errorf("%d reconnection times for %d reconnects", len(c.resumed), c.reconnects)
+			}
+			for _, d := range c.resumed {
+				if d <= 0 {
+					t.Errorf("reconnection time %v", d)
+				}
 			}
 			if c.heartbeats == 0 && tt.mode != "204" {
 				t.Error("no heartbeats counted")

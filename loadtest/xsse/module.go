@@ -88,7 +88,7 @@ func (c *counters) export() map[string]any {
 
 type sseMetrics struct {
 	open, peak, connecting, firstEvent, events, replayed, latency, heartbeats,
-	reconnects, errors, gaps, duplicates, completed *metrics.Metric
+	reconnects, errors, gaps, duplicates, completed, reconnectTime *metrics.Metric
 }
 
 // NewModuleInstance registers the metrics (idempotent) for each VU.
@@ -109,10 +109,12 @@ func (r *RootModule) NewModuleInstance(vu modules.VU) modules.Instance {
 			latency:    m("sse_event_latency", metrics.Trend, metrics.Time),
 			heartbeats: m("sse_heartbeats", metrics.Counter),
 			reconnects: m("sse_reconnects", metrics.Counter),
-			errors:     m("sse_errors", metrics.Counter),
-			gaps:       m("sse_gaps", metrics.Counter),
-			duplicates: m("sse_duplicates", metrics.Counter),
-			completed:  m("sse_streams_completed", metrics.Counter),
+			// From a stream's early end to its next 200: retry: wait included.
+			reconnectTime: m("sse_reconnect_time", metrics.Trend, metrics.Time),
+			errors:        m("sse_errors", metrics.Counter),
+			gaps:          m("sse_gaps", metrics.Counter),
+			duplicates:    m("sse_duplicates", metrics.Counter),
+			completed:     m("sse_streams_completed", metrics.Counter),
 		}
 	}
 	return mi
@@ -385,6 +387,10 @@ func (r *handleRecorder) Reconnect() {
 	r.c.reconnects.Add(1)
 	r.global().reconnects.Add(1)
 	r.h().push(r.m().reconnects, r.tags, 1, time.Now())
+}
+
+func (r *handleRecorder) Resumed(d time.Duration) {
+	r.h().push(r.m().reconnectTime, r.tags, metrics.D(d), time.Now())
 }
 
 func (r *handleRecorder) Error(reason string) {

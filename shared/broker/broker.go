@@ -115,7 +115,14 @@ type Options struct {
 	SubscriberBuffer int
 	// Retention is how long a finished order stays readable (default 24h).
 	Retention time.Duration
+	// IdleExpiry is how long an order that never finishes is kept after its
+	// last event (default 30 days), so that abandoned orders do not fill
+	// the broker. The in-process broker keeps one while it has subscribers.
+	IdleExpiry time.Duration
 }
+
+// defaultIdleExpiry is Options.IdleExpiry's default.
+const defaultIdleExpiry = 30 * 24 * time.Hour
 
 func (o Options) withDefaults() Options {
 	if o.SubscriberBuffer <= 0 {
@@ -123,6 +130,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Retention <= 0 {
 		o.Retention = 24 * time.Hour
+	}
+	if o.IdleExpiry <= 0 {
+		o.IdleExpiry = defaultIdleExpiry
 	}
 	return o
 }

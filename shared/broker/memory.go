@@ -16,7 +16,9 @@ import (
 const shardCount = 32
 
 // Memory is the in-process broker: one process, history in memory, lost on
-// restart. Finished orders are forgotten after Options.Retention.
+// restart. Finished orders are forgotten after Options.Retention, and
+// unfinished ones Options.IdleExpiry after their last event unless someone
+// is watching them, so that a long-running instance's memory stays bounded.
 type Memory struct {
 	opts   Options
 	now    func() time.Time
@@ -84,7 +86,13 @@ func (m *Memory) lookup(sh *memShard, id uuid.UUID, now time.Time) *memOrder {
 }
 
 func (m *Memory) expired(o *memOrder, now time.Time) bool {
-	return !o.finished.IsZero() && now.Sub(o.finished) >= m.opts.Retention
+	if !o.finished.IsZero() {
+		return now.Sub(o.finished) >= m.opts.Retention
+	}
+	// An order with subscribers stays: forgetting it would cut them off
+	// from what is published next.
+	return len(o.subs) == 0 && len(o.events) > 0 &&
+		now.Sub(o.events[len(o.events)-1].Update.Timestamp) >= m.opts.IdleExpiry
 }
 
 func (m *Memory) Publish(_ context.Context, id uuid.UUID, req PublishRequest) (Event, error) {
@@ -242,11 +250,11 @@ func (m *Memory) Close() error {
 	return nil
 }
 
-// janitor frees finished orders whose retention ran out; lookups already hide
-// them, this only returns their memory.
+// janitor frees orders whose retention or idle expiry ran out; lookups
+// already hide them, this only returns their memory.
 func (m *Memory) janitor() {
 	defer m.wg.Done()
-	every := min(max(m.opts.Retention/4, 10*time.Millisecond), time.Minute)
+	every := min(max(min(m.opts.Retention, m.opts.IdleExpiry)/4, 10*time.Millisecond), time.Minute)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

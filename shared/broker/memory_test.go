@@ -108,3 +108,78 @@ func TestParseEventID(t *testing.T) {
 		}
 	}
 }
+
+func TestMemoryForgetsIdleOrders(t *testing.T) {
+	const retention, idle = time.Hour, 48 * time.Hour
+	for _, tc := range []struct {
+		name     string
+		statuses []order.Status
+		watched  bool // a subscriber is open throughout
+		after    time.Duration
+		kept     bool
+	}{
+		{"unfinished, idle under the expiry", []order.Status{order.Created}, false, idle - time.Minute, true},
+		{"unfinished, idle past the expiry", []order.Status{order.Created, order.Packed}, false, idle, false},
+		{"unfinished, idle but watched", []order.Status{order.Created}, true, 2 * idle, true},
+		{"finished, within retention", []order.Status{order.Created, order.Delivered}, false, retention - time.Minute, true},
+		{"finished, past retention", []order.Status{order.Created, order.Delivered}, false, retention, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMemory(Options{Retention: retention, IdleExpiry: idle})
+			defer m.Close()
+			clock := time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)
+			m.now = func() time.Time { return clock }
+			ctx := context.Background()
+			id := uuid.New()
+			if tc.watched {
+				sub, err := m.Subscribe(ctx, id, EventID{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer sub.Close()
+			}
+			for _, s := range tc.statuses {
+				if _, err := m.Publish(ctx, id, PublishRequest{Status: s}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clock = clock.Add(tc.after)
+			_, err := m.Latest(ctx, id)
+			if kept := err == nil; kept != tc.kept {
+				t.Fatalf("Latest after %v: %v; want kept=%v", tc.after, err, tc.kept)
+			}
+			if orders, _ := m.stats(); orders != map[bool]int{true: 1, false: 0}[tc.kept] {
+				t.Fatalf("%d entries left, want kept=%v", orders, tc.kept)
+			}
+			if !tc.kept {
+				// Forgotten: the order starts over, as on Redis once its keys expire.
+				if _, err := m.Publish(ctx, id, PublishRequest{Status: order.Created}); err != nil {
+					t.Fatalf("publishing to a forgotten order: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// TestMemoryJanitorFreesIdleOrders: idle orders are freed without anyone
+// looking them up.
+func TestMemoryJanitorFreesIdleOrders(t *testing.T) {
+	m := NewMemory(Options{IdleExpiry: 20 * time.Millisecond})
+	defer m.Close()
+	for range 100 {
+		if _, err := m.Publish(context.Background(), uuid.New(), PublishRequest{Status: order.Created}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		orders, _ := m.stats()
+		if orders == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle orders still held after 10s", orders)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

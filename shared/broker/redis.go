@@ -47,8 +47,8 @@ type RedisConfig struct {
 	// its idempotency key).
 	WaitReplicas int
 	// UnfinishedTTL is how long an order that never reaches a terminal
-	// status is kept after its last event (default 30 days), so that
-	// abandoned orders do not fill Redis. Finished orders are kept for
+	// status is kept after its last event (default Options.IdleExpiry), so
+	// that abandoned orders do not fill Redis. Finished orders are kept for
 	// Options.Retention.
 	UnfinishedTTL time.Duration
 }
@@ -57,8 +57,7 @@ type RedisConfig struct {
 const DefaultKeyPrefix = "orderstream:"
 
 const (
-	defaultRedisTimeout  = 2 * time.Second
-	defaultUnfinishedTTL = 30 * 24 * time.Hour
+	defaultRedisTimeout = 2 * time.Second
 	// streamCap bounds a stream: an order has at most six events, so the cap
 	// only guards against a bug or a hand-made key growing without bound.
 	streamCap = 64
@@ -161,7 +160,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 	}
 	unfinished := cfg.UnfinishedTTL
 	if unfinished <= 0 {
-		unfinished = defaultUnfinishedTTL
+		unfinished = cfg.Options.withDefaults().IdleExpiry
 	}
 	logger := cfg.Logger
 	if logger == nil {

@@ -709,6 +709,29 @@ func TestRedisPassword(t *testing.T) {
 	}
 }
 
+// TestRedisIdleExpiryOption: Options.IdleExpiry, the setting both brokers
+// share, is how long an unfinished order's keys live.
+func TestRedisIdleExpiryOption(t *testing.T) {
+	srv := redistest.Start(t)
+	const idle = 2 * time.Hour
+	r := newTestRedis(t, srv, RedisConfig{Options: Options{Retention: time.Hour, IdleExpiry: idle}})
+	mustPublish(t, r, uuid.New(), order.Created)
+	raw := rawClient(t, srv)
+	keys, err := raw.Keys(context.Background(), "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys %v, %v", keys, err)
+	}
+	for _, k := range keys {
+		ttl, err := raw.PTTL(context.Background(), k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl <= idle-time.Minute || ttl > idle {
+			t.Errorf("key %q expires in %v, want %v", k, ttl, idle)
+		}
+	}
+}
+
 // TestRedisKeysAndExpiry checks that every key carries the prefix, that a
 // finished order expires after the retention and an unfinished one lives on.
 func TestRedisKeysAndExpiry(t *testing.T) {
@@ -745,7 +768,7 @@ func TestRedisKeysAndExpiry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := defaultUnfinishedTTL
+		want := defaultIdleExpiry
 		if strings.Contains(k, finished.String()) {
 			want = retention
 		}

@@ -57,6 +57,11 @@ type Config struct {
 	// The local server's own http.Server (Lambda has none): slowloris guards.
 	ReadHeaderTimeout time.Duration // READ_HEADER_TIMEOUT
 	IdleTimeout       time.Duration // IDLE_TIMEOUT: keep-alive connections between requests
+
+	// Restarts and reconnect storms (deploy/nginx/README.md).
+	ShutdownDrain   time.Duration // SHUTDOWN_DRAIN: streams end spread over this long at shutdown (local server)
+	RetryJitter     time.Duration // RETRY_JITTER: 0 (unset): retry: is exactly RETRY_INTERVAL
+	OrderIdleExpiry time.Duration // ORDER_IDLE_EXPIRY: an unfinished order is forgotten this long after its last event
 }
 
 // MaxFlushPadding bounds FLUSH_PADDING. The largest size reported to make a
@@ -76,6 +81,8 @@ func Default() Config {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		AuthCookie:        httpapi.DefaultAuthCookie,
+		ShutdownDrain:     10 * time.Second,
+		OrderIdleExpiry:   30 * 24 * time.Hour,
 	}
 }
 
@@ -150,6 +157,9 @@ func (c *Config) durations() []durationSetting {
 		{"MAX_STREAM_DURATION", "max-stream", "end each stream after this long; clients resume (0: never)", &c.MaxStreamDuration},
 		{"READ_HEADER_TIMEOUT", "read-header-timeout", "how long a client may take to send its request headers (local server)", &c.ReadHeaderTimeout},
 		{"IDLE_TIMEOUT", "idle-timeout", "how long an idle keep-alive connection stays open (local server)", &c.IdleTimeout},
+		{"SHUTDOWN_DRAIN", "shutdown-drain", "at shutdown, end open streams spread over this long (0: at once)", &c.ShutdownDrain},
+		{"RETRY_JITTER", "retry-jitter", "spread each stream's retry: over [RETRY_INTERVAL, RETRY_INTERVAL+this) (0: exactly RETRY_INTERVAL)", &c.RetryJitter},
+		{"ORDER_IDLE_EXPIRY", "idle-expiry", "forget an unfinished order this long after its last event", &c.OrderIdleExpiry},
 	}
 }
 
@@ -262,6 +272,7 @@ func (c Config) Validate() error {
 	if c.MaxStreamDuration < 0 {
 		errs = append(errs, fmt.Errorf("MAX_STREAM_DURATION must not be negative, got %v", c.MaxStreamDuration))
 	}
+	errs = append(errs, c.validateRestarts()...)
 	return errors.Join(errs...)
 }
 
@@ -280,6 +291,25 @@ func (c Config) validateRedis() error {
 	return nil
 }
 
+// validateRestarts checks the settings for restarts and reconnect storms.
+func (c Config) validateRestarts() []error {
+	var errs []error
+	for _, d := range []struct {
+		env string
+		v   time.Duration
+	}{{"SHUTDOWN_DRAIN", c.ShutdownDrain}, {"RETRY_JITTER", c.RetryJitter}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %v", d.env, d.v))
+		}
+	}
+	// The Redis broker keeps an unfinished order at least as long as a
+	// finished one; say so rather than quietly stretch a shorter setting.
+	if c.OrderIdleExpiry < c.OrderRetention {
+		errs = append(errs, fmt.Errorf("ORDER_IDLE_EXPIRY (%v) must be at least ORDER_RETENTION (%v)", c.OrderIdleExpiry, c.OrderRetention))
+	}
+	return errs
+}
+
 // HTTP returns the settings for httpapi.NewServer; done ends every stream
 // when closed. Call it on a configuration that passed Validate. Each call
 // makes a new metrics registry (with the Go runtime and process collectors),
@@ -288,6 +318,7 @@ func (c Config) HTTP(done <-chan struct{}) httpapi.Config {
 	h := httpapi.Config{
 		HeartbeatInterval: c.HeartbeatInterval,
 		RetryInterval:     c.RetryInterval,
+		RetryJitter:       c.RetryJitter,
 		WriteTimeout:      c.WriteTimeout,
 		MaxStreamDuration: c.MaxStreamDuration,
 		Done:              done,
@@ -328,7 +359,7 @@ func (c Config) auth() httpapi.AuthConfig {
 
 // OpenBroker opens the broker the configuration names.
 func (c Config) OpenBroker(ctx context.Context, logger *slog.Logger) (broker.Broker, error) {
-	opts := broker.Options{Retention: c.OrderRetention}
+	opts := broker.Options{Retention: c.OrderRetention, IdleExpiry: c.OrderIdleExpiry}
 	if c.RedisURL == "" {
 		return broker.NewMemory(opts), nil
 	}

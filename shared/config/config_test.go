@@ -38,6 +38,20 @@ func TestFromEnv(t *testing.T) {
 		{"bad URL", map[string]string{"REDIS_URL": "http://h:6379"}, nil, "REDIS_URL"},
 		{"bad cluster seed", map[string]string{"REDIS_URL": "redis://h:6379?colour=blue", "REDIS_CLUSTER": "true"}, nil, "REDIS_URL"},
 		{"every error at once", map[string]string{"HEARTBEAT_INTERVAL": "x", "ORDER_RETENTION": "y"}, nil, "ORDER_RETENTION"},
+		// SHUTDOWN_DRAIN, RETRY_JITTER and ORDER_IDLE_EXPIRY.
+		{"restart settings default", nil, func(c Config) bool {
+			return c.ShutdownDrain == 10*time.Second && c.RetryJitter == 0 && c.HTTP(nil).RetryJitter == 0 &&
+				c.OrderIdleExpiry == 30*24*time.Hour
+		}, ""},
+		{"restart settings set", map[string]string{"SHUTDOWN_DRAIN": "30s", "RETRY_JITTER": "2s", "ORDER_IDLE_EXPIRY": "168h"}, func(c Config) bool {
+			return c.ShutdownDrain == 30*time.Second && c.HTTP(nil).RetryJitter == 2*time.Second && c.OrderIdleExpiry == 168*time.Hour
+		}, ""},
+		{"no drain", map[string]string{"SHUTDOWN_DRAIN": "0s"}, func(c Config) bool { return c.ShutdownDrain == 0 }, ""},
+		{"drain not a duration", map[string]string{"SHUTDOWN_DRAIN": "10"}, nil, "SHUTDOWN_DRAIN"},
+		{"negative drain", map[string]string{"SHUTDOWN_DRAIN": "-1s"}, nil, "SHUTDOWN_DRAIN must not be negative"},
+		{"negative jitter", map[string]string{"RETRY_JITTER": "-5ms"}, nil, "RETRY_JITTER must not be negative"},
+		{"jitter not a duration", map[string]string{"RETRY_JITTER": "lots"}, nil, "RETRY_JITTER"},
+		{"idle expiry under retention", map[string]string{"ORDER_IDLE_EXPIRY": "1h", "ORDER_RETENTION": "2h"}, nil, "ORDER_IDLE_EXPIRY (1h0m0s) must be at least ORDER_RETENTION"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

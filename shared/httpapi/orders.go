@@ -112,8 +112,14 @@ func handleGetOrder(logger *slog.Logger, b broker.Broker, m *metrics) http.Handl
 // healthTimeout keeps /healthz inside the contract's 3 s to report a lost broker.
 const healthTimeout = 2500 * time.Millisecond
 
-func handleHealth(logger *slog.Logger, b broker.Broker, m *metrics) http.Handler {
+func handleHealth(logger *slog.Logger, b broker.Broker, m *metrics, drain *Drain) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if drain.Draining() {
+			// Shutting down: the balancer should send new work elsewhere,
+			// while what is open here still gets served.
+			writeProblem(w, r, http.StatusServiceUnavailable, "this instance is shutting down")
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 		defer cancel()
 		if err := b.Ping(ctx); err != nil {

@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"path"
@@ -20,6 +21,10 @@ import (
 type Config struct {
 	HeartbeatInterval time.Duration // keep-alive comment when idle; default 15s
 	RetryInterval     time.Duration // the retry: sent to clients; default 3s
+	// RetryJitter, when positive, spreads each stream's retry: over
+	// [RetryInterval, RetryInterval+RetryJitter), so that the clients of an
+	// instance that goes away do not all come back in the same instant.
+	RetryJitter time.Duration
 	// WriteTimeout is how long one write to a stream may block before its
 	// client counts as gone; default 10s.
 	WriteTimeout time.Duration
@@ -34,6 +39,9 @@ type Config struct {
 	HistoryOnly bool
 	// Done, when closed, ends every open stream cleanly (server shutdown).
 	Done <-chan struct{}
+	// Drain, when set and begun, fails /healthz and ends the streams spread
+	// over its window (see Drain); Done still ends them all at once.
+	Drain *Drain
 	// Streams, when set, lets live streams on HTTP/1.x connections leave
 	// their handler: each takes its connection over from net/http and goes on
 	// in goroutines of its own, counted in Streams, so that net/http frees
@@ -96,6 +104,15 @@ func (c Config) withDefaults() Config {
 	}
 	c.padding = paddingBlock(c.FlushPadding)
 	return c
+}
+
+// retry is the retry: one stream sends, in whole milliseconds.
+func (c *Config) retry() time.Duration {
+	d := c.RetryInterval
+	if c.RetryJitter > 0 {
+		d += rand.N(c.RetryJitter)
+	}
+	return d.Truncate(time.Millisecond)
 }
 
 // NewServer returns the handler for the whole API.

@@ -163,7 +163,7 @@ func (st *stream) begin(cfg *Config, w http.ResponseWriter, r *http.Request) boo
 	}
 	st.m.streamOpened()
 	st.opened = true
-	st.w.buf = sse.AppendRetry(st.w.buf, cfg.RetryInterval)
+	st.w.buf = sse.AppendRetry(st.w.buf, cfg.retry())
 	if st.w.flush() != nil {
 		return false
 	}
@@ -176,8 +176,8 @@ func (st *stream) begin(cfg *Config, w http.ResponseWriter, r *http.Request) boo
 }
 
 // live sends live events and heartbeats until the order ends, the client
-// goes (gone is closed), the stream has lived cfg.MaxStreamDuration, or the
-// server shuts down.
+// goes (gone is closed), the stream has lived cfg.MaxStreamDuration, its
+// turn in the server's drain comes (cfg.Drain), or the server shuts down.
 //
 //go:noinline
 func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
@@ -189,8 +189,18 @@ func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 		defer t.Stop()
 		lifetime = t.C
 	}
+	// A timer only once the drain begins: an idle stream keeps no more.
+	drainBegun := cfg.Drain.Begun()
+	var drained <-chan time.Time
 	for {
 		select {
+		case <-drainBegun:
+			drainBegun = nil
+			t := time.NewTimer(cfg.Drain.streamLeft(time.Now()))
+			defer t.Stop() // once: drainBegun is nil from now on
+			drained = t.C
+		case <-drained:
+			return
 		case ev, ok := <-st.sub.Events():
 			if !ok {
 				// Finished (nil), dropped as too slow, or the broker went

@@ -8,7 +8,10 @@ import (
 	"time"
 )
 
-const defaultMaxLineLength = 1 << 20
+const (
+	defaultMaxLineLength = 1 << 20
+	defaultMaxEventSize  = 4 << 20
+)
 
 var bom = []byte("\xEF\xBB\xBF")
 
@@ -20,10 +23,11 @@ type Decoder struct {
 	// after the ":" and one optional leading space.
 	OnComment func(text string)
 
-	r       *bufio.Reader
-	maxLine int
-	err     error // sticky: after an error the position in the stream is unknown
-	started bool  // the BOM check has been done
+	r        *bufio.Reader
+	maxLine  int
+	maxEvent int
+	err      error // sticky: after an error the position in the stream is unknown
+	started  bool  // the BOM check has been done
 	// skipLF is set after a line ending in CR. Waiting for the next byte
 	// to tell CR from CRLF would stall a live stream, so the line is
 	// handled at once and an LF that arrives later is dropped instead.
@@ -42,7 +46,20 @@ type Decoder struct {
 
 // NewDecoder returns a Decoder reading from r.
 func NewDecoder(r io.Reader) *Decoder {
-	return &Decoder{r: bufio.NewReader(r), maxLine: defaultMaxLineLength}
+	return &Decoder{r: bufio.NewReader(r), maxLine: defaultMaxLineLength, maxEvent: defaultMaxEventSize}
+}
+
+// SetMaxEventSize sets the most an event may hold (default 4 MiB): its data
+// (the data lines joined with LF, plus one LF), event type and id together.
+// A line is capped by SetMaxLineLength, but an event may have any number of
+// data lines, so without this cap a stream of short lines that never ends
+// its event grows the decoder's memory without bound. Next returns
+// ErrEventTooLarge for a larger one. n <= 0 restores the default.
+func (d *Decoder) SetMaxEventSize(n int) {
+	if n <= 0 {
+		n = defaultMaxEventSize
+	}
+	d.maxEvent = n
 }
 
 // SetMaxLineLength sets the longest line, excluding its line ending, that
@@ -100,6 +117,10 @@ func (d *Decoder) Next() (Message, error) {
 			continue
 		}
 		d.processLine(line)
+		if len(d.data)+len(d.event)+len(d.id) > d.maxEvent {
+			d.err = ErrEventTooLarge
+			return Message{}, d.err
+		}
 	}
 }
 

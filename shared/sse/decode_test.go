@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -24,12 +25,11 @@ type result struct {
 // decodeAll runs d to its first error. It fails the test if Next returns
 // more events than the input has bytes, which would mean it does not
 // terminate.
-func decodeAll(t *testing.T, r io.Reader, inputLen, maxLine int) result {
+func decodeAll(t *testing.T, r io.Reader, inputLen, maxLine, maxEvent int) result {
 	t.Helper()
 	d := NewDecoder(r)
-	if maxLine > 0 {
-		d.SetMaxLineLength(maxLine)
-	}
+	d.SetMaxLineLength(maxLine) // 0: the default
+	d.SetMaxEventSize(maxEvent)
 	var res result
 	d.OnComment = func(s string) { res.Comments = append(res.Comments, s) }
 	for {
@@ -64,10 +64,11 @@ func readers(in string) map[string]io.Reader {
 func TestDecoder(t *testing.T) {
 	type M = Message
 	tests := []struct {
-		name    string
-		in      string
-		maxLine int
-		want    result // Err nil means io.EOF
+		name     string
+		in       string
+		maxLine  int
+		maxEvent int
+		want     result // Err nil means io.EOF
 	}{
 		{name: "empty stream", in: ""},
 		{name: "LF", in: "data: a\n\n", want: result{Msgs: []M{{Data: "a"}}}},
@@ -138,6 +139,12 @@ func TestDecoder(t *testing.T) {
 		{name: "comment too long", in: ":123456789\n", maxLine: 8, want: result{Err: ErrLineTooLong}},
 		{name: "long line across buffer fills", in: "data: " + strings.Repeat("x", 10000) + "\n\n", want: result{Msgs: []M{{Data: strings.Repeat("x", 10000)}}}},
 		{name: "long line too long", in: "data: " + strings.Repeat("x", 10000) + "\n\n", maxLine: 9000, want: result{Err: ErrLineTooLong}},
+		// An event's size: data lines joined with LF plus one LF, event type and id.
+		{name: "event at limit", in: "id: 1\nevent: e\ndata: ab\ndata: c\n\n", maxEvent: 7, want: result{Msgs: []M{{ID: "1", Event: "e", Data: "ab\nc"}}, LastID: "1"}},
+		{name: "event over limit", in: "data: a\n\nid: 1\nevent: e\ndata: ab\ndata: cd\n\n", maxEvent: 7, want: result{Msgs: []M{{Data: "a"}}, Err: ErrEventTooLarge}},
+		{name: "many short lines never ending the event", in: strings.Repeat("data: xxxxxxxx\n", 2000), maxLine: 64, maxEvent: 10000, want: result{Err: ErrEventTooLarge}},
+		{name: "limit applies per event", in: strings.Repeat("data: abcd\n\n", 100), maxEvent: 5, want: result{Msgs: slices.Repeat([]M{{Data: "abcd"}}, 100)}},
+		{name: "comments do not count", in: ":" + strings.Repeat("c", 100) + "\ndata: a\n\n", maxEvent: 4, want: result{Comments: []string{strings.Repeat("c", 100)}, Msgs: []M{{Data: "a"}}}},
 	}
 	for _, tt := range tests {
 		if tt.want.Err == nil {
@@ -145,7 +152,7 @@ func TestDecoder(t *testing.T) {
 		}
 		for rname, r := range readers(tt.in) {
 			t.Run(tt.name+"/"+rname, func(t *testing.T) {
-				got := decodeAll(t, r, len(tt.in), tt.maxLine)
+				got := decodeAll(t, r, len(tt.in), tt.maxLine, tt.maxEvent)
 				if !reflect.DeepEqual(got, tt.want) {
 					t.Errorf("decoding %q\n got %+v\nwant %+v", tt.in, got, tt.want)
 				}
@@ -157,7 +164,7 @@ func TestDecoder(t *testing.T) {
 func TestDecoderReadError(t *testing.T) {
 	errBoom := errors.New("boom")
 	r := io.MultiReader(strings.NewReader("data: a\n\ndata: b\n"), iotest.ErrReader(errBoom))
-	got := decodeAll(t, r, 100, 0)
+	got := decodeAll(t, r, 100, 0, 0)
 	if got.Err != errBoom || len(got.Msgs) != 1 {
 		t.Errorf("got %+v, want one event and %v", got, errBoom)
 	}

@@ -27,6 +27,9 @@ var (
 	ErrInvalidData = errors.New("sse: data contains CR")
 	// ErrLineTooLong is returned by the Decoder for a line longer than its limit.
 	ErrLineTooLong = errors.New("sse: line too long")
+	// ErrEventTooLarge is returned by the Decoder for an event larger than
+	// its limit (SetMaxEventSize).
+	ErrEventTooLarge = errors.New("sse: event too large")
 )
 
 // AppendMessage appends the wire form of m to b: an id line if m.ID is set,

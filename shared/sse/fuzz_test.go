@@ -62,7 +62,7 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		for _, s := range streams {
 			for name, r := range readers(string(s.in)) {
-				if got := decodeAll(t, r, len(s.in), 0); !reflect.DeepEqual(got, s.want) {
+				if got := decodeAll(t, r, len(s.in), 0, 0); !reflect.DeepEqual(got, s.want) {
 					t.Fatalf("%s: decoding %q\n got %+v\nwant %+v", name, s.in, got, s.want)
 				}
 			}
@@ -87,7 +87,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		want := refDecode(in)
 		for name, r := range readers(string(in)) {
-			got := decodeAll(t, r, len(in), 0)
+			got := decodeAll(t, r, len(in), 0, 0)
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s: decoding %q\n got %+v\nwant %+v", name, in, got, want)
 			}
@@ -103,9 +103,24 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("LastEventID %q contains NUL", want.LastID)
 		}
 		// With a tiny limit decoding must still end cleanly.
-		got := decodeAll(t, bytes.NewReader(in), len(in), 4)
+		got := decodeAll(t, bytes.NewReader(in), len(in), 4, 0)
 		if got.Err != io.EOF && !errors.Is(got.Err, ErrLineTooLong) {
 			t.Fatalf("with limit 4: err = %v", got.Err)
+		}
+		// With a small event limit too, and no event beyond it; up to the
+		// error the decoder agrees with the unlimited one.
+		const maxEvent = 8
+		got = decodeAll(t, bytes.NewReader(in), len(in), 0, maxEvent)
+		if got.Err != io.EOF && !errors.Is(got.Err, ErrEventTooLarge) {
+			t.Fatalf("with event limit %d: err = %v", maxEvent, got.Err)
+		}
+		for i, m := range got.Msgs {
+			if len(m.Data)+1+len(m.Event)+len(m.ID) > maxEvent {
+				t.Fatalf("with event limit %d: got %+v", maxEvent, m)
+			}
+			if i >= len(want.Msgs) || m != want.Msgs[i] {
+				t.Fatalf("with event limit %d: message %d is %+v, unlimited %+v", maxEvent, i, m, want.Msgs)
+			}
 		}
 	})
 }

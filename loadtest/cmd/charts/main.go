@@ -5,6 +5,8 @@
 //	latency.svg    latency p50/p99 against subscribers on one order
 //	baseline.svg   fan-out deliveries/s and p99, orderstream against raw
 //	rate.svg       one 10k-subscriber order: deliveries/s against publish rate
+//	rolling.svg    streams connecting per second through a rolling restart and
+//	               a kill, without and with SHUTDOWN_DRAIN (run.sh rolling)
 //
 //	go run ./cmd/charts -in results/figures -out results/figures
 //
@@ -84,6 +86,9 @@ var style = map[string]struct {
 }{
 	"orderstream": {color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, nil},
 	"raw":         {color.RGBA{R: 0x80, G: 0x80, B: 0x80, A: 0xff}, []vg.Length{vg.Points(4), vg.Points(3)}},
+	// The rolling run's two modes: without a drain as raw, with one as orderstream.
+	"nodrain": {color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}, []vg.Length{vg.Points(4), vg.Points(3)}},
+	"drain":   {color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, nil},
 }
 
 func run(in, out, format string) error {
@@ -98,6 +103,7 @@ func run(in, out, format string) error {
 		{"latency.svg", latencyChart},
 		{"baseline.svg", baselineChart},
 		{"rate.svg", rateChart},
+		{"rolling.svg", rollingChart},
 	}
 	made := 0
 	for _, c := range charts {
@@ -354,5 +360,48 @@ func rateChart(in string) (*plot.Plot, error) {
 			p.Y.Max = max(p.Y.Max, xy.Y*1.2)
 		}
 	}
+	return p, nil
+}
+
+// rollingChart: rolling-{nodrain,drain}-connects.json ([{t, n}]: streams
+// that connected in second t since the first SIGTERM), one line each.
+func rollingChart(in string) (*plot.Plot, error) {
+	p := newPlot("Reconnects through a rolling restart and a kill", "seconds since the first SIGTERM", "streams connected per second")
+	labels := map[string]string{"nodrain": "streams end at once (SHUTDOWN_DRAIN=0)", "drain": "SHUTDOWN_DRAIN + RETRY_JITTER"}
+	found := 0
+	for _, mode := range []string{"nodrain", "drain"} {
+		var points []struct {
+			T float64 `json:"t"`
+			N float64 `json:"n"`
+		}
+		err := readJSON(filepath.Join(in, "rolling-"+mode+"-connects.json"), &points)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		// A second without a connect is absent from the file: draw it as 0.
+		var xys plotter.XYs
+		for _, pt := range points {
+			for len(xys) > 0 && xys[len(xys)-1].X+1 < pt.T {
+				xys = append(xys, plotter.XY{X: xys[len(xys)-1].X + 1})
+			}
+			xys = append(xys, plotter.XY{X: pt.T, Y: pt.N})
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, err
+		}
+		st := style[mode]
+		l.Color, l.Dashes, l.Width = st.c, st.dash, vg.Points(1.2)
+		p.Add(l)
+		p.Legend.Add(labels[mode], l)
+		found++
+	}
+	if found == 0 {
+		return nil, fmt.Errorf("rolling-*-connects.json: %w", os.ErrNotExist)
+	}
+	p.Legend.Left = false
 	return p, nil
 }

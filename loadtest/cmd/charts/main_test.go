@@ -21,9 +21,11 @@ func TestCharts(t *testing.T) {
 	files := map[string]string{
 		"hold.json": `[{"name":"raw","memory":[{"streams":0,"rssKiB":7000},{"streams":100,"rssKiB":7200}],"kibPerStream":2},` +
 			`{"name":"orderstream","memory":[{"streams":0,"rssKiB":8000},{"streams":100,"rssKiB":11000}],"kibPerStream":30}]`,
-		"latency-1000.json": bench(1000, "1s", 25),
-		"latency-5000.json": bench(5000, "1s", 40),
-		"fanout.json":       bench(5000, "0s", 30),
+		"latency-1000.json":             bench(1000, "1s", 25),
+		"latency-5000.json":             bench(5000, "1s", 40),
+		"fanout.json":                   bench(5000, "0s", 30),
+		"rolling-nodrain-connects.json": `[{"t":-1,"n":2},{"t":0,"n":100},{"t":3,"n":4900}]`,
+		"rolling-drain-connects.json":   `[{"t":0,"n":300},{"t":1,"n":320},{"t":2,"n":310}]`,
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(in, name), []byte(body), 0o644); err != nil {
@@ -34,7 +36,7 @@ func TestCharts(t *testing.T) {
 	if err := run(in, out, "svg"); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"rss.svg", "latency.svg", "baseline.svg"} {
+	for _, name := range []string{"rss.svg", "latency.svg", "baseline.svg", "rolling.svg"} {
 		b, err := os.ReadFile(filepath.Join(out, name))
 		if err != nil {
 			t.Fatal(err)
