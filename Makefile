@@ -24,6 +24,7 @@ help:
 	@echo "make screenshot  docs/page.png from the browser test"
 	@echo "make package     the Lambda zips in dist/ (functions/lambda.mk)"
 	@echo "make loadtest    the k6 suite against a local server (loadtest/loadtest.mk)"
+	@echo "make loadtest-rolling  15,000 streams through nginx over three instances restarted in turn and one killed"
 
 run:
 	$(GO) run ./local
