@@ -26,6 +26,7 @@ help:
 	@echo "make loadtest    the k6 suite against a local server (loadtest/loadtest.mk)"
 	@echo "make test-cluster-faults  Redis Cluster failover and resharding under load (about a minute)"
 	@echo "make smoke TARGET=https://...  one stream against a deployment: first byte, event delays, held back or not"
+	@echo "make loadtest-rolling  15,000 streams through nginx over three instances restarted in turn and one killed"
 
 run:
 	$(GO) run ./local

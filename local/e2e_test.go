@@ -427,6 +427,8 @@ func TestConfigErrors(t *testing.T) {
 		{"HEARTBEAT_INTERVAL": "0s"},
 		{"RETRY_INTERVAL": "-1s"},
 		{"ORDER_RETENTION": "forever"},
+		{"SHUTDOWN_DRAIN": "-1s"},
+		{"ADDR": "127.0.0.1:0", "ADDR_FILE": "/nonexistent-dir/addr"}, // unwritable: said, not ignored
 	} {
 		err := run(t.Context(), []string{"orderstream"}, func(k string) string { return env[k] }, new(strings.Builder))
 		if err == nil {

@@ -196,9 +196,9 @@ func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 		select {
 		case <-drainBegun:
 			drainBegun = nil
-			t := time.NewTimer(cfg.Drain.streamLeft(time.Now()))
-			defer t.Stop() // once: drainBegun is nil from now on
-			drained = t.C
+			// No Stop (and no defer in this loop): since Go 1.23 a timer
+			// nothing refers to is collected, fired or not.
+			drained = time.After(cfg.Drain.streamLeft(time.Now()))
 		case <-drained:
 			return
 		case ev, ok := <-st.sub.Events():
