@@ -24,6 +24,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Once the first signal starts the drain, a second one (Ctrl-C again)
+	// takes the default action and ends the process at once.
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "orderstream:", err)
 		os.Exit(1)
@@ -97,7 +100,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("listen: %w", err)
 	}
 	broker := "memory"
-	if cfg.RedisURL != "" {
+	switch {
+	case cfg.RedisCluster:
+		broker = "redis-cluster"
+	case cfg.RedisURL != "":
 		broker = "redis"
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "broker", broker)
@@ -119,7 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Fail /healthz and keep serving while the streams end one by one, so
 	// the balancer moves new work elsewhere and the fleet absorbs the
 	// reconnects gradually; then stop listening.
-	logger.Info("shutting down: draining streams", "drain", cfg.ShutdownDrain)
+	logger.Info("shutting down: draining streams (a second signal quits at once)", "drain", cfg.ShutdownDrain)
 	select {
 	case <-time.After(time.Until(drain.Begin())):
 	case err := <-serveErr:
