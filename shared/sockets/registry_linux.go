@@ -97,8 +97,8 @@ func (r *Registry) now() int64 { return int64(time.Since(r.start)) }
 // already written and flushed: from here on only the Registry writes to it
 // and closes it, and onClose (if not nil) is called once when it closes,
 // with the reason, from a registry goroutine or from Close. onClose must not
-// block for long; it may call the Registry. On error c is left open and
-// still the caller's.
+// block for long; it may call Broadcast, Send, End and Register, not Close.
+// On error c is left open and still the caller's.
 func (r *Registry) Register(c Conn, onClose func(Reason)) (*Socket, error) {
 	fd, err := dup(c)
 	if err != nil {
@@ -253,7 +253,8 @@ func eventKey(ev *unix.EpollEvent) uint64 {
 // frame must not be changed afterwards.
 func (s *Socket) Send(frame []byte) { s.w.push(job{frame: frame, one: s}) }
 
-// End writes last (if not empty) after everything s was handed, then closes
+// End writes last (if not empty) after everything s was handed before,
+// drops whatever it is handed after, then closes
 // s with Ended once the kernel has taken it all (or cuts it as any parked
 // socket). It is how a terminal event, MAX_STREAM_DURATION or a graceful
 // drain ends a stream.
@@ -511,9 +512,11 @@ func (s *Socket) write(b []byte, now int64, end bool) bool {
 		s.mu.Unlock()
 		return false
 	}
-	if end {
-		s.ending = true
+	if s.ending { // after End nothing more goes out
+		s.mu.Unlock()
+		return true
 	}
+	s.ending = end
 	s.release(s.sendLocked(b, now))
 	return true
 }

@@ -174,6 +174,9 @@ func TestIdleSocketsAddNoGoroutines(t *testing.T) {
 	r := newRegistry(t, Options{})
 	ln := listen(t)
 	before := runtime.NumGoroutine()
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
 	for range 1000 {
 		c, srv := connect(t, ln, 0)
 		defer c.Close()
@@ -182,6 +185,12 @@ func TestIdleSocketsAddNoGoroutines(t *testing.T) {
 	if got := r.Stats().Registered; got != 1000 {
 		t.Fatalf("registered %d, want 1000", got)
 	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	// For the record, not a limit: the registry's heap per socket, plus
+	// the test's own client net.TCPConn.
+	t.Logf("heap per idle registered socket, its client conn included: %d bytes",
+		(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/1000)
 	// A small constant: nothing per socket. (Go's net starts no goroutine
 	// per connection either, so any growth here would be the registry's.)
 	if after := runtime.NumGoroutine(); after > before+2 {
@@ -274,6 +283,8 @@ func TestEndWritesTheLastFrameAfterEverythingThenCloses(t *testing.T) {
 	}
 	s.End([]byte("event: end\ndata: bye\n\n"))
 	want = append(want, "event: end\ndata: bye\n\n"...)
+	s.Send(frame(-1)) // after End: dropped
+	r.Broadcast(frame(-2), []*Socket{s, s})
 	waitFor(t, "the socket to park", func() bool { return r.Stats().Parked == 1 })
 	_ = c.SetReadDeadline(time.Now().Add(patience))
 	got, err := io.ReadAll(c)
@@ -340,6 +351,21 @@ func TestHeartbeatsReachIdleSocketsNotBusyOnes(t *testing.T) {
 	}
 }
 
+// registryGoroutines counts the goroutines running a registry's writer or
+// poller loop, in every registry of the process.
+func registryGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	return bytes.Count(buf, []byte("sockets.(*writer).run(")) + bytes.Count(buf, []byte("sockets.(*Registry).poll("))
+}
+
 func openFDs(t testing.TB) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
@@ -388,8 +414,8 @@ func TestRegisterCloseCyclesLeakNothing(t *testing.T) {
 }
 
 func TestCloseEndsEverything(t *testing.T) {
-	before := runtime.NumGoroutine()
-	r, err := New(Options{Heartbeat: time.Hour})
+	before, registries := runtime.NumGoroutine(), registryGoroutines()
+	r, err := New(Options{Heartbeat: time.Hour, Writers: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,6 +434,9 @@ func TestCloseEndsEverything(t *testing.T) {
 		clients, closes = append(clients, c), append(closes, closed)
 	}
 	waitFor(t, "sockets to park", func() bool { return r.Stats().Parked > 0 })
+	if n := registryGoroutines() - registries; n != 4 {
+		t.Fatalf("%d goroutines of this registry, want 3 writers and a poller", n)
+	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -425,9 +454,12 @@ func TestCloseEndsEverything(t *testing.T) {
 	if s := r.Stats(); s.Registered != 0 || s.Parked != 0 {
 		t.Errorf("after Close: %+v", s)
 	}
-	if after := runtime.NumGoroutine(); after > before {
-		t.Errorf("%d goroutines after Close, %d before New", after, before)
+	if n := registryGoroutines(); n != registries {
+		t.Errorf("%d registry goroutines running after Close, %d before New", n, registries)
 	}
+	// Close has waited for its own goroutines; the wait is for those of
+	// earlier tests and of the runtime, which come and go meanwhile.
+	waitFor(t, "no more goroutines than before New", func() bool { return runtime.NumGoroutine() <= before })
 	// Closed: Register refuses and leaves the conn to the caller.
 	c, srv := connect(t, ln, 0)
 	defer c.Close()
