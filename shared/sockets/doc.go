@@ -70,6 +70,19 @@
 // it here keeps the write path, the parking rules and the close hook in one
 // place the service's tests cover.
 //
+// # How the service hands a stream over (not wired yet)
+//
+// The local server's stream handler, for an HTTP/1.1 request on a plain TCP
+// connection, subscribes, hijacks the connection, writes a response head
+// with "Connection: close" and no Transfer-Encoding (the body then ends
+// with the connection, so every byte after the head is plain SSE, no chunk
+// framing), writes the history and flushes, and calls Register with an
+// onClose that unsubscribes and frees the per-client place. The broker's
+// fan-out hub then holds the Socket as a subscriber and hands each frame to
+// Broadcast with its copy-on-write subscriber list. Lambda's writer, HTTP/2
+// (no hijack) and HTTP/1.0 streams, and every stream where New returned
+// ErrUnsupported or Register failed, stay in their handlers as today.
+//
 // # Other systems
 //
 // On systems other than Linux, New returns ErrUnsupported and callers keep

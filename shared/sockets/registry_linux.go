@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -203,10 +205,7 @@ func (r *Registry) Close() error {
 		}
 		r.writersDone.Wait()
 		r.mu.Lock()
-		left := make([]*Socket, 0, len(r.socks))
-		for _, s := range r.socks {
-			left = append(left, s)
-		}
+		left := slices.Collect(maps.Values(r.socks))
 		r.mu.Unlock()
 		for _, s := range left {
 			s.mu.Lock()

@@ -434,9 +434,7 @@ func TestCloseEndsEverything(t *testing.T) {
 		clients, closes = append(clients, c), append(closes, closed)
 	}
 	waitFor(t, "sockets to park", func() bool { return r.Stats().Parked > 0 })
-	if n := registryGoroutines() - registries; n != 4 {
-		t.Fatalf("%d goroutines of this registry, want 3 writers and a poller", n)
-	}
+	waitFor(t, "3 writers and a poller", func() bool { return registryGoroutines()-registries == 4 })
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
