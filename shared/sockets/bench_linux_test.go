@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,51 +29,74 @@ import (
 //	go test -run '^$' -bench Broadcast -benchtime 100x ./shared/sockets
 func BenchmarkBroadcast(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("registry/%d", n), func(b *testing.B) {
-			benchFanOut(b, n, func(servers []*net.TCPConn) (func([]byte), func()) {
-				r := newRegistry(b, Options{})
-				socks := make([]*Socket, len(servers))
-				for i, c := range servers {
-					s, err := r.Register(c, nil)
-					if err != nil {
-						b.Fatal(err)
-					}
-					socks[i] = s
-				}
-				return func(f []byte) { r.Broadcast(f, socks) }, func() { r.Close() }
-			})
-		})
-		b.Run(fmt.Sprintf("goroutines/%d", n), func(b *testing.B) {
-			benchFanOut(b, n, func(servers []*net.TCPConn) (func([]byte), func()) {
-				var wg sync.WaitGroup
-				chans := make([]chan []byte, len(servers))
-				for i, c := range servers {
-					ch := make(chan []byte, 16)
-					chans[i] = ch
-					wg.Go(func() {
-						defer c.Close()
-						for f := range ch {
-							if _, err := c.Write(f); err != nil {
-								return
-							}
-						}
-					})
-				}
-				publish := func(f []byte) {
-					for _, ch := range chans {
-						ch <- f
-					}
-				}
-				stop := func() {
-					for _, ch := range chans {
-						close(ch)
-					}
-					wg.Wait()
-				}
-				return publish, stop
-			})
-		})
+		for _, srv := range benchServers {
+			b.Run(fmt.Sprintf("%s/%d", srv.name, n), func(b *testing.B) { benchFanOut(b, n, srv.serve) })
+		}
 	}
+}
+
+// BenchmarkIdle holds 10,000 idle streams and reports how much the
+// process's resident memory grew per stream, net/http-less on both sides:
+// a registered socket against a goroutine and channel per connection.
+//
+// Run each alone: memory the first one freed makes the second look smaller.
+//
+//	go test -run '^$' -bench Idle/registry -benchtime 1x ./shared/sockets
+//	go test -run '^$' -bench Idle/goroutines -benchtime 1x ./shared/sockets
+func BenchmarkIdle(b *testing.B) {
+	for _, srv := range benchServers {
+		b.Run(srv.name, func(b *testing.B) { benchIdle(b, 10000, srv.serve) })
+	}
+}
+
+// A benchServer takes over the server ends of the benchmark's connections
+// and returns how to publish a frame to all of them and how to stop.
+type benchServer struct {
+	name  string
+	serve func(b *testing.B, servers []*net.TCPConn) (publish func([]byte), stop func())
+}
+
+var benchServers = []benchServer{
+	{"registry", func(b *testing.B, servers []*net.TCPConn) (func([]byte), func()) {
+		r := newRegistry(b, Options{})
+		socks := make([]*Socket, len(servers))
+		for i, c := range servers {
+			s, err := r.Register(c, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			socks[i] = s
+		}
+		return func(f []byte) { r.Broadcast(f, socks) }, func() { r.Close() }
+	}},
+	{"goroutines", func(_ *testing.B, servers []*net.TCPConn) (func([]byte), func()) {
+		var wg sync.WaitGroup
+		chans := make([]chan []byte, len(servers))
+		for i, c := range servers {
+			ch := make(chan []byte, 16)
+			chans[i] = ch
+			wg.Go(func() {
+				defer c.Close()
+				for f := range ch {
+					if _, err := c.Write(f); err != nil {
+						return
+					}
+				}
+			})
+		}
+		publish := func(f []byte) {
+			for _, ch := range chans {
+				ch <- f
+			}
+		}
+		stop := func() {
+			for _, ch := range chans {
+				close(ch)
+			}
+			wg.Wait()
+		}
+		return publish, stop
+	}},
 }
 
 // benchClientsEnv tells a child test binary to be the benchmark's clients:
@@ -145,18 +169,25 @@ func runClients(spec string) error {
 	return err
 }
 
-// benchFanOut starts the clients, lets serve take the server ends, and
-// times publish-and-deliver rounds of one frame.
-func benchFanOut(b *testing.B, n int, serve func([]*net.TCPConn) (publish func([]byte), stop func())) {
+// clients is the benchmark's other end: a child process holding n
+// streams, and its control connection, which gets a byte per round of n
+// frames of frameLen bytes delivered.
+type clients struct {
+	cmd  *exec.Cmd
+	ctl  *net.TCPConn
+	done *bufio.Reader
+}
+
+// startClients starts the child and returns the server ends of its streams.
+func startClients(b *testing.B, n, frameLen int) (*clients, []*net.TCPConn) {
 	ln := listen(b)
-	f := frame(1234567)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d", benchClientsEnv, ln.Addr(), n, len(f)))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d", benchClientsEnv, ln.Addr(), n, frameLen))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	ctl, err := ln.AcceptTCP() // the children dial the control connection first
+	ctl, err := ln.AcceptTCP() // the child dials the control connection first
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -166,13 +197,27 @@ func benchFanOut(b *testing.B, n int, serve func([]*net.TCPConn) (publish func([
 			b.Fatal(err)
 		}
 	}
-	publish, stop := serve(servers)
-	done := bufio.NewReader(ctl)
+	return &clients{cmd: cmd, ctl: ctl, done: bufio.NewReader(ctl)}, servers
+}
+
+// stop ends the child: it closes its streams when the control connection ends.
+func (c *clients) stop(b *testing.B) {
+	c.ctl.Close()
+	if err := c.cmd.Wait(); err != nil {
+		b.Errorf("clients: %v", err)
+	}
+}
+
+// benchFanOut times publish-and-deliver rounds of one frame to n streams.
+func benchFanOut(b *testing.B, n int, serve func(*testing.B, []*net.TCPConn) (func([]byte), func())) {
+	f := frame(1234567)
+	cl, servers := startClients(b, n, len(f))
+	publish, stop := serve(b, servers)
 	cpu := cpuTime()
 	b.ResetTimer()
 	for b.Loop() {
 		publish(f)
-		if _, err := done.ReadByte(); err != nil {
+		if _, err := cl.done.ReadByte(); err != nil {
 			b.Fatalf("clients: %v", err)
 		}
 	}
@@ -181,10 +226,42 @@ func benchFanOut(b *testing.B, n int, serve func([]*net.TCPConn) (publish func([
 	b.ReportMetric(deliveries/b.Elapsed().Seconds(), "deliveries/s")
 	b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/deliveries, "server-cpu-µs/delivery")
 	stop()
-	ctl.Close()
-	if err := cmd.Wait(); err != nil {
-		b.Errorf("clients: %v", err)
+	cl.stop(b)
+}
+
+// benchIdle reports the resident memory n idle streams add to the server
+// process, from before their connections were accepted to after serve took
+// them over, a GC and a heartbeat-free moment later.
+func benchIdle(b *testing.B, n int, serve func(*testing.B, []*net.TCPConn) (func([]byte), func())) {
+	runtime.GC()
+	before := rssKiB(b)
+	cl, servers := startClients(b, n, 1)
+	_, stop := serve(b, servers)
+	for b.Loop() {
+		runtime.GC()
 	}
+	b.ReportMetric(float64(rssKiB(b)-before)/float64(n), "rss-KiB/stream")
+	stop()
+	cl.stop(b)
+}
+
+// rssKiB is this process's resident set (VmRSS).
+func rssKiB(b *testing.B) int64 {
+	st, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(st)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kib
+		}
+	}
+	b.Fatal("no VmRSS in /proc/self/status")
+	return 0
 }
 
 // cpuTime is this process's user and system time so far: the server's, as
