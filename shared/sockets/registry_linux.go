@@ -108,7 +108,7 @@ func (r *Registry) Register(c Conn, onClose func(Reason)) (*Socket, error) {
 	}
 	s := &Socket{
 		r:       r,
-		w:       r.writers[int(r.nextWriter.Add(1))%len(r.writers)],
+		w:       r.writers[r.nextWriter.Add(1)%uint32(len(r.writers))],
 		id:      r.nextID.Add(1),
 		onClose: onClose,
 		fd:      fd,
