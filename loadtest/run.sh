@@ -26,6 +26,9 @@ K6=$here/bin/k6
 command -v jq >/dev/null || { echo "loadtest: jq is missing (make jq, or apt-get install jq)" >&2; exit 2; }
 SERVER=$here/bin/orderstream
 BASELINE=$here/bin/baseline
+# The raw server's shape (baseline serve -shape): loop or goroutine; run the
+# baseline or figures profile once with each to compare against the better.
+RAW_SHAPE=${RAW_SHAPE:-loop}
 TARGET=${TARGET:-}
 if [ -n "$TARGET" ]; then
 	run_name=${RESULTS_NAME:-target-$(echo "$TARGET" | sed -E 's#^[a-z]+://##; s#[^A-Za-z0-9.-]+#_#g')}
@@ -411,7 +414,7 @@ baseline)
 	HEARTBEAT_INTERVAL=${HEARTBEAT_INTERVAL:-5s}
 	cap N
 	serve_local
-	start raw "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL"
+	start raw "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL" -shape "$RAW_SHAPE"
 	RAW=$BASE RAW_PID=$PID
 	SVC=$(<"$RESULTS/orderstream.addr")
 	SVC=http://$SVC
@@ -455,7 +458,7 @@ figures)
 	cap HOLD_N
 	cap N
 	serve_local
-	start raw "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL"
+	start raw "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL" -shape "$RAW_SHAPE"
 	RAW=$BASE RAW_PID=$PID
 	SVC=$(<"$RESULTS/orderstream.addr")
 	SVC=http://$SVC

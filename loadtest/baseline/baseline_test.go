@@ -8,9 +8,11 @@ import (
 	"time"
 )
 
-func startRaw(t *testing.T) string { return startFaulty(t, "") }
+var shapes = []string{shapeLoop, shapeGoroutine}
 
-func startFaulty(t *testing.T, fault string) string {
+func startRaw(t *testing.T, shape string) string { return startFaulty(t, shape, "") }
+
+func startFaulty(t *testing.T, shape, fault string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -20,6 +22,7 @@ func startFaulty(t *testing.T, fault string) string {
 	done := make(chan error, 1)
 	srv := newRawServer()
 	srv.fault = fault
+	srv.shape = shape
 	go func() { done <- srv.serve(ctx, ln, 50*time.Millisecond) }()
 	t.Cleanup(func() {
 		cancel()
@@ -31,7 +34,12 @@ func startFaulty(t *testing.T, fault string) string {
 }
 
 func TestRoundAgainstRawServer(t *testing.T) {
-	base := startRaw(t)
+	for _, shape := range shapes {
+		t.Run(shape, func(t *testing.T) { testRound(t, startRaw(t, shape)) })
+	}
+}
+
+func testRound(t *testing.T, base string) {
 	srcs := []net.IP{net.IPv4(127, 0, 0, 1)}
 	for _, interval := range []string{"0s", "5ms"} {
 		r, err := runRound(context.Background(), base, os.Getpid(), 60, 6, interval, srcs)
@@ -56,9 +64,15 @@ func TestRoundAgainstRawServer(t *testing.T) {
 // TestFaultsAreSeen: the faults the smoke run uses to prove that the k6
 // thresholds can fail are seen by the same checks the k6 extension uses.
 func TestFaultsAreSeen(t *testing.T) {
+	for _, shape := range shapes {
+		t.Run(shape, func(t *testing.T) { testFaults(t, shape) })
+	}
+}
+
+func testFaults(t *testing.T, shape string) {
 	srcs := []net.IP{net.IPv4(127, 0, 0, 1)}
 	for _, fault := range []string{faultGap, faultDuplicate} {
-		r, err := runRound(context.Background(), startFaulty(t, fault), 0, 20, 2, "0s", srcs)
+		r, err := runRound(context.Background(), startFaulty(t, shape, fault), 0, 20, 2, "0s", srcs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +87,12 @@ func TestFaultsAreSeen(t *testing.T) {
 }
 
 func TestHoldAgainstRawServer(t *testing.T) {
-	base := startRaw(t)
+	for _, shape := range shapes {
+		t.Run(shape, func(t *testing.T) { testHold(t, startRaw(t, shape)) })
+	}
+}
+
+func testHold(t *testing.T, base string) {
 	held, heartbeats, mem, err := holdStreams(context.Background(), base, os.Getpid(), 20, 2, 2, 200*time.Millisecond, []net.IP{net.IPv4(127, 0, 0, 1)})
 	if err != nil || held != 20 || heartbeats < 20 {
 		t.Fatalf("held %d, %d heartbeats, %v; want 20, >= 20, nil", held, heartbeats, err)
@@ -90,5 +109,48 @@ func TestPercentiles(t *testing.T) {
 	}
 	if p := percentiles(v); p != [4]float64{51, 96, 100, 100} {
 		t.Errorf("percentiles = %v", p)
+	}
+}
+
+func TestServeRejectsUnknownShape(t *testing.T) {
+	for _, args := range [][]string{{"-shape", "threads"}, {"-shape", ""}, {"-fault", "late"}} {
+		if err := serve(args); err == nil {
+			t.Errorf("serve %q: no error", args)
+		}
+	}
+}
+
+// TestQueuedSubCutsAStalledReader: in the goroutine shape a client that
+// never reads fills its kernel buffers, then its queue; the next send cuts
+// it instead of waiting, so the publisher never blocks on it.
+func TestQueuedSubCutsAStalledReader(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close() // never read
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newQueuedSub(server)
+	frame := make([]byte, 64<<10)
+	deadline := time.Now().Add(30 * time.Second)
+	for q.send(frame) {
+		if time.Now().After(deadline) {
+			t.Fatal("a reader that never reads was never cut")
+		}
+	}
+	if !q.dead() || q.send(keepAlive) {
+		t.Error("a cut stream still takes frames")
+	}
+	// The stream's goroutine has gone: its connection is closed.
+	if _, err := server.Write([]byte("x")); err == nil {
+		t.Error("the cut stream's connection is still open")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,11 +30,21 @@ import (
 //	GET  /healthz
 //
 // What it leaves out is everything orderstream does besides moving bytes: no
-// broker, no validation, no per-stream goroutine, no net/http, no chunked
-// encoding, no flush per frame: a frame is one write(2) per connection, from
-// the publishing goroutine, straight down the list of subscribers. That is
-// as close to the box's limit as a fan-out gets, so orderstream's figures
-// over this one's say how much of the box the service uses well.
+// broker, no validation, no net/http, no chunked encoding, no flush per
+// frame. It comes in two shapes (-shape), because which one is faster
+// depends on the box (cores, connections), and orderstream is measured
+// against the better of the two:
+//
+//   - loop: a frame is one write(2) per connection, from the publishing
+//     goroutine, straight down the list of subscribers; no goroutine per
+//     stream.
+//   - goroutine: each connection has a goroutine and a channel of frames;
+//     the publisher only queues, and the connections' goroutines write in
+//     parallel (a full queue cuts the stream, as a slow subscriber).
+//
+// Either is as close to the box's limit as a fan-out of its shape gets, so
+// orderstream's figures over these say how much of the box the service uses
+// well.
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback only unless you mean it)")
@@ -41,17 +52,22 @@ func serve(args []string) error {
 	addrFile := fs.String("addr-file", os.Getenv("ADDR_FILE"), "once listening, write the address to this file, as orderstream's -addr-file ($ADDR_FILE)")
 	fault := fs.String("fault", "", "misbehave on purpose, to show that the suite's thresholds fail: "+
 		"gap (live subscribers miss Packed) or duplicate (live subscribers get every frame twice)")
+	shape := fs.String("shape", shapeLoop, "how frames reach the sockets: loop (one writing loop, no goroutine per stream) "+
+		"or goroutine (a goroutine and a channel per connection)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *fault != "" && *fault != faultGap && *fault != faultDuplicate {
 		return fmt.Errorf("-fault %q: want gap or duplicate", *fault)
 	}
+	if *shape != shapeLoop && *shape != shapeGoroutine {
+		return fmt.Errorf("-shape %q: want %s or %s", *shape, shapeLoop, shapeGoroutine)
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	fmt.Printf("level=INFO msg=listening addr=%s broker=raw\n", ln.Addr())
+	fmt.Printf("level=INFO msg=listening addr=%s broker=raw shape=%s\n", ln.Addr(), *shape)
 	if *addrFile != "" {
 		if err := writeAddrFile(*addrFile, ln.Addr().String()); err != nil {
 			ln.Close()
@@ -62,6 +78,7 @@ func serve(args []string) error {
 	defer stop()
 	srv := newRawServer()
 	srv.fault = *fault
+	srv.shape = *shape
 	return srv.serve(ctx, ln, *heartbeat)
 }
 
@@ -69,6 +86,12 @@ func serve(args []string) error {
 const (
 	faultGap       = "gap"
 	faultDuplicate = "duplicate"
+)
+
+// The shapes of a raw server's fan-out (see serve).
+const (
+	shapeLoop      = "loop"
+	shapeGoroutine = "goroutine"
 )
 
 func newRawServer() *rawServer { return &rawServer{orders: make(map[string]*rawOrder)} }
@@ -97,46 +120,140 @@ type rawServer struct {
 	mu     sync.Mutex
 	orders map[string]*rawOrder
 	fault  string // "", faultGap or faultDuplicate
+	shape  string // shapeLoop (the zero value's) or shapeGoroutine
 }
 
 type rawOrder struct {
 	mu      sync.Mutex
-	subs    []*rawSub
+	subs    []rawStream
 	history [][]byte
 	done    bool
 }
 
-// rawSub is one stream: the connection and a lock so that a heartbeat and a
-// frame never interleave.
+// rawStream is one subscriber's connection in either shape. send hands it a
+// frame in order (false once the stream is dead); end closes it after what
+// it was sent; dead says whether it may be pruned.
+type rawStream interface {
+	send(b []byte) bool
+	end()
+	dead() bool
+}
+
+func (s *rawServer) newStream(c net.Conn) rawStream {
+	if s.shape == shapeGoroutine {
+		return newQueuedSub(c)
+	}
+	return &rawSub{conn: c}
+}
+
+// rawSub is one stream of the loop shape: the connection and a lock so that
+// a heartbeat and a frame never interleave.
 type rawSub struct {
-	mu   sync.Mutex
-	conn net.Conn
-	dead bool
+	mu     sync.Mutex
+	conn   net.Conn
+	closed bool
 }
 
 const writeTimeout = 10 * time.Second
 
-func (s *rawSub) write(b []byte) bool {
+func (s *rawSub) send(b []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.dead {
+	if s.closed {
 		return false
 	}
 	_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := s.conn.Write(b); err != nil {
-		s.dead = true
+		s.closed = true
 		s.conn.Close()
 		return false
 	}
 	return true
 }
 
-func (s *rawSub) close() {
+func (s *rawSub) end() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.dead = true
+	s.closed = true
 	s.conn.Close()
 }
+
+func (s *rawSub) dead() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// queuedSub is one stream of the goroutine shape: its goroutine writes what
+// the channel brings, so a publisher never waits on a socket. A nil frame
+// means "close once what is queued is written".
+type queuedSub struct {
+	conn    net.Conn
+	frames  chan []byte
+	quit    chan struct{} // closed by cut: the goroutine stops at once
+	cutOnce sync.Once
+	gone    atomic.Bool
+}
+
+// queueFrames is how many frames a stream may have waiting: more than a
+// round of statuses plus heartbeats, few enough that a stalled reader is cut
+// rather than buffered without end.
+const queueFrames = 64
+
+func newQueuedSub(c net.Conn) *queuedSub {
+	q := &queuedSub{conn: c, frames: make(chan []byte, queueFrames), quit: make(chan struct{})}
+	// The goroutine's owner is the stream: it returns when the stream ends
+	// (nil frame), is cut, or its connection fails.
+	go q.run()
+	return q
+}
+
+func (q *queuedSub) run() {
+	defer q.cut()
+	for {
+		select {
+		case <-q.quit:
+			return
+		case b := <-q.frames:
+			if b == nil {
+				return
+			}
+			_ = q.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := q.conn.Write(b); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (q *queuedSub) send(b []byte) bool {
+	if q.gone.Load() {
+		return false
+	}
+	select {
+	case q.frames <- b:
+		return true
+	default: // a full queue: the reader is too slow to keep
+		q.cut()
+		return false
+	}
+}
+
+func (q *queuedSub) end() {
+	if !q.send(nil) {
+		q.cut()
+	}
+}
+
+func (q *queuedSub) cut() {
+	q.cutOnce.Do(func() {
+		q.gone.Store(true)
+		close(q.quit)
+		q.conn.Close()
+	})
+}
+
+func (q *queuedSub) dead() bool { return q.gone.Load() }
 
 func (s *rawServer) order(id string) *rawOrder {
 	s.mu.Lock()
@@ -190,15 +307,15 @@ func reply(c net.Conn, status int, body string) {
 // connection waits in the list without a goroutine of its own.
 func (s *rawServer) subscribe(c net.Conn, id string) {
 	o := s.order(id)
-	sub := &rawSub{conn: c}
+	sub := s.newStream(c)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	buf := append([]byte(nil), streamHead...)
 	for _, f := range o.history {
 		buf = append(buf, f...)
 	}
-	if !sub.write(buf) || o.done {
-		sub.close()
+	if !sub.send(buf) || o.done {
+		sub.end()
 		return
 	}
 	o.subs = append(o.subs, sub)
@@ -251,13 +368,13 @@ func (s *rawServer) simulate(id string, interval time.Duration) int {
 		}
 		live := subs[:0:0]
 		for _, sub := range subs {
-			if len(out) == 0 || sub.write(out) {
+			if len(out) == 0 || sub.send(out) {
 				live = append(live, sub)
 			}
 		}
 		if last {
 			for _, sub := range live {
-				sub.close()
+				sub.end()
 			}
 		}
 	}
@@ -270,11 +387,9 @@ func (o *rawOrder) prune() {
 	defer o.mu.Unlock()
 	live := o.subs[:0:0]
 	for _, sub := range o.subs {
-		sub.mu.Lock()
-		if !sub.dead {
+		if !sub.dead() {
 			live = append(live, sub)
 		}
-		sub.mu.Unlock()
 	}
 	o.subs = live
 }
@@ -302,7 +417,7 @@ func (s *rawServer) heartbeats(ctx context.Context, every time.Duration) {
 			o.mu.Unlock()
 			dead := 0
 			for _, sub := range subs {
-				if !sub.write(keepAlive) {
+				if !sub.send(keepAlive) {
 					dead++
 				}
 			}
