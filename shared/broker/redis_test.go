@@ -316,7 +316,10 @@ func TestRedisRacingInstances(t *testing.T) {
 // came as history or live.
 func TestRedisSubscribeRacesRemotePublishers(t *testing.T) {
 	srv := redistest.Start(t)
-	cfg := RedisConfig{KeyPrefix: "subrace:"}
+	// A generous timeout: subscribers wait for the feed to confirm their
+	// channel, which on a loaded machine can take longer than the default 2s;
+	// this test is about order and gaps, not speed.
+	cfg := RedisConfig{KeyPrefix: "subrace:", Timeout: 10 * time.Second}
 	pub := newTestRedis(t, srv, cfg)
 	subscribers := []*Redis{newTestRedis(t, srv, cfg), newTestRedis(t, srv, cfg)}
 	const orders, perOrder = 40, 12
@@ -635,13 +638,15 @@ func TestRedisHungServer(t *testing.T) {
 // TestRedisIdleFeedStaysUp: an idle connection is pinged, not dropped.
 func TestRedisIdleFeedStaysUp(t *testing.T) {
 	srv := redistest.Start(t)
-	cfg := RedisConfig{KeyPrefix: "idle:", Timeout: 200 * time.Millisecond} // a health check every 100ms
+	// A health check every 500ms; the silence outlasts the read timeout
+	// twice. Shorter timeouts made a ping's answer late on a loaded machine.
+	cfg := RedisConfig{KeyPrefix: "idle:", Timeout: time.Second}
 	a, b := newTestRedis(t, srv, cfg), newTestRedis(t, srv, cfg)
 	id := uuid.New()
 	sub := mustSubscribe(t, a, id, EventID{})
-	time.Sleep(time.Second)
+	time.Sleep(2500 * time.Millisecond)
 	ev := mustPublish(t, b, id, order.Created)
-	same(t, "after a second of silence", receive(t, sub, 1), []Event{ev})
+	same(t, "after 2.5s of silence", receive(t, sub, 1), []Event{ev})
 	if n := a.disconnects.Load(); n != 0 {
 		t.Fatalf("an idle feed reconnected %d times", n)
 	}
