@@ -569,10 +569,10 @@ func (r *Redis) Close() error {
 	for _, o := range r.orders {
 		o.feed.forget()
 		for s := range o.subs {
-			s.sub.end(ErrClosed)
+			s.sub.live.End(ErrClosed)
 		}
 		for s := range o.waiting {
-			s.sub.end(ErrClosed)
+			s.sub.live.End(ErrClosed)
 		}
 	}
 	clear(r.orders)

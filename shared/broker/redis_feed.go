@@ -239,7 +239,7 @@ func (r *Redis) serve(o *redisOrder, s *redisSub) {
 	}
 	if o.feed.finished {
 		s.sub.Finished = true
-		s.sub.end(nil)
+		s.sub.live.End(nil)
 		return
 	}
 	o.subs[s] = struct{}{}
@@ -248,7 +248,7 @@ func (r *Redis) serve(o *redisOrder, s *redisSub) {
 func (r *Redis) unsubscribe(o *redisOrder, s *redisSub) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s.sub.end(nil)
+	s.sub.live.End(nil)
 	delete(o.subs, s)
 	delete(o.waiting, s)
 	r.release(o)
@@ -675,15 +675,16 @@ func (r *Redis) fanOut(o *redisOrder, ev Event) {
 		if ev.Pos.Compare(s.pos) <= 0 {
 			continue // it resumed after this one
 		}
-		if !s.sub.deliver(ev) {
+		if !s.sub.live.Deliver(ev) {
 			delete(o.subs, s) // too slow: dropped
+			s.sub.live.End(ErrSlowSubscriber)
 			continue
 		}
 		s.pos = ev.Pos
 	}
 	if ev.Update.Status.Terminal() {
 		for s := range o.subs {
-			s.sub.end(nil)
+			s.sub.live.End(nil)
 		}
 		clear(o.subs)
 	}
