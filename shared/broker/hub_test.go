@@ -3,8 +3,8 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,6 +206,10 @@ func TestHubRaces(t *testing.T) {
 		mu    sync.Mutex
 		taken []*recorder
 		wg    sync.WaitGroup
+		// close comes once some subscribers are in, while the rest are
+		// still being added, removed and delivered to.
+		added   atomic.Int32
+		started = make(chan struct{})
 	)
 	for g := range 8 {
 		wg.Go(func() {
@@ -218,6 +222,9 @@ func TestHubRaces(t *testing.T) {
 				mu.Lock()
 				taken = append(taken, r)
 				mu.Unlock()
+				if added.Add(1) == 50 {
+					close(started)
+				}
 				if i%3 == 0 {
 					h.remove(id, r)
 				}
@@ -233,13 +240,10 @@ func TestHubRaces(t *testing.T) {
 		})
 	}
 	wg.Go(func() {
-		time.Sleep(time.Duration(rand.N(5)) * time.Millisecond)
+		<-started
 		h.close(ErrClosed)
 	})
 	wg.Wait()
-	if len(taken) == 0 {
-		t.Fatal("no subscriber was added before close")
-	}
 	for i, r := range taken {
 		if r.ends != 1 {
 			t.Fatalf("subscriber %d ended %d times, want once", i, r.ends)
