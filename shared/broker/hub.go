@@ -24,8 +24,9 @@ import (
 // Subscription is backed by one (chanSubscriber); a writer of pre-encoded
 // frames straight to a socket can be another, without changing the hub.
 //
-// The hub calls both methods with the order's hub shard lock held, and the
-// broker's own lock for the order too, so an implementation must:
+// The hub calls both methods with the order's hub shard lock held (and, on
+// a publish, the broker's own lock for the order, on Redis the feed's one
+// lock for every order), so an implementation must:
 //
 //   - never block: Deliver hands the event over (into a bounded buffer, or a
 //     non-blocking write that parks what does not fit) or refuses it, since
