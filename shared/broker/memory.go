@@ -11,18 +11,25 @@ import (
 	"github.com/orderstream/orderstream/shared/order"
 )
 
-// shardCount spreads orders over several locks so that a fan-out to a busy
-// order's subscribers doesn't stall publishes to every other order.
+// shardCount spreads orders over several locks so that publishes to
+// different orders don't wait for each other.
 const shardCount = 32
 
 // Memory is the in-process broker: one process, history in memory, lost on
 // restart. Finished orders are forgotten after Options.Retention, and
 // unfinished ones Options.IdleExpiry after their last event unless someone
 // is watching them, so that a long-running instance's memory stays bounded.
+//
+// It is a store (each order's history, the transition check, idempotency
+// keys, expiry) and a hub that fans its events out (hub.go). Publish and
+// Subscribe call the hub with the order's store shard lock held, so that
+// an event is appended and delivered, or history read and a subscriber
+// added, as one step.
 type Memory struct {
 	opts   Options
 	now    func() time.Time
 	shards [shardCount]memShard
+	hub    *hub
 	closed atomic.Bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -33,12 +40,11 @@ type memShard struct {
 	orders map[uuid.UUID]*memOrder
 }
 
-// memOrder exists while an order has events or subscribers waiting for its
-// first event; an entry with neither is deleted at once.
+// memOrder is an order's stored part, from its first event until it
+// expires; its subscribers are in the hub, also before its first event.
 type memOrder struct {
 	ids      []EventID // parallel to events, for position lookups without parsing
 	events   []Event
-	subs     map[*Subscription]struct{}
 	finished time.Time // when the terminal event was accepted; zero before
 	// accepted holds the event each idempotency key made; it goes with the
 	// order, so a key lives as long as the order it names.
@@ -61,7 +67,7 @@ func (o *memOrder) replay(req PublishRequest) (ev Event, ok bool, err error) {
 
 // NewMemory returns an in-process broker. Close stops its janitor.
 func NewMemory(opts Options) *Memory {
-	m := &Memory{opts: opts.withDefaults(), now: time.Now, stop: make(chan struct{})}
+	m := &Memory{opts: opts.withDefaults(), now: time.Now, hub: newHub(), stop: make(chan struct{})}
 	for i := range m.shards {
 		m.shards[i].orders = make(map[uuid.UUID]*memOrder)
 	}
@@ -78,21 +84,24 @@ func (m *Memory) shard(id uuid.UUID) *memShard {
 // The caller holds sh.mu.
 func (m *Memory) lookup(sh *memShard, id uuid.UUID, now time.Time) *memOrder {
 	o := sh.orders[id]
-	if o != nil && m.expired(o, now) {
+	if o != nil && m.expired(id, o, now) {
 		delete(sh.orders, id)
 		return nil
 	}
 	return o
 }
 
-func (m *Memory) expired(o *memOrder, now time.Time) bool {
+// expired reports whether the order's entry may go. The caller holds its
+// shard's lock.
+func (m *Memory) expired(id uuid.UUID, o *memOrder, now time.Time) bool {
 	if !o.finished.IsZero() {
 		return now.Sub(o.finished) >= m.opts.Retention
 	}
 	// An order with subscribers stays: forgetting it would cut them off
 	// from what is published next.
-	return len(o.subs) == 0 && len(o.events) > 0 &&
-		now.Sub(o.events[len(o.events)-1].Update.Timestamp) >= m.opts.IdleExpiry
+	return len(o.events) > 0 &&
+		now.Sub(o.events[len(o.events)-1].Update.Timestamp) >= m.opts.IdleExpiry &&
+		m.hub.watchers(id) == 0
 }
 
 func (m *Memory) Publish(_ context.Context, id uuid.UUID, req PublishRequest) (Event, error) {
@@ -142,18 +151,10 @@ func (m *Memory) Publish(_ context.Context, id uuid.UUID, req PublishRequest) (E
 		}
 		o.accepted[req.IdempotencyKey] = ev
 	}
-	for s := range o.subs {
-		if !s.deliver(ev) {
-			delete(o.subs, s)
-		}
-	}
 	if status.Terminal() {
 		o.finished = now
-		for s := range o.subs {
-			s.end(nil)
-		}
-		o.subs = nil
 	}
+	m.hub.publish(ev)
 	return ev, nil
 }
 
@@ -182,44 +183,29 @@ func (m *Memory) Subscribe(_ context.Context, id uuid.UUID, after EventID) (*Sub
 	}
 
 	sub := newSubscription(m.opts.SubscriberBuffer)
-	o := m.lookup(sh, id, m.now())
-	if o == nil {
-		o = &memOrder{}
-		sh.orders[id] = o
-	}
 	// History and registration happen under the lock that Publish takes, so
 	// no event falls between them or arrives twice.
-	for i, evID := range o.ids {
-		if evID.Compare(after) > 0 {
-			sub.History = append(sub.History, o.events[i:]...)
-			break
+	if o := m.lookup(sh, id, m.now()); o != nil {
+		for i, evID := range o.ids {
+			if evID.Compare(after) > 0 {
+				sub.History = append(sub.History, o.events[i:]...)
+				break
+			}
+		}
+		if !o.finished.IsZero() {
+			sub.Finished = true
+			sub.live.End(nil)
+			return sub, nil
 		}
 	}
-	if !o.finished.IsZero() {
-		sub.Finished = true
-		sub.end(nil)
-		return sub, nil
+	// From the zero position: every event published from now on follows
+	// what History holds, whatever position was asked for, as before the
+	// hub existed.
+	if err := m.hub.add(id, sub.live, EventID{}); err != nil {
+		return nil, err
 	}
-	if o.subs == nil {
-		o.subs = make(map[*Subscription]struct{})
-	}
-	o.subs[sub] = struct{}{}
-	sub.cancel = func() { m.unsubscribe(sh, id, sub) }
+	sub.cancel = func() { m.hub.remove(id, sub.live) }
 	return sub, nil
-}
-
-func (m *Memory) unsubscribe(sh *memShard, id uuid.UUID, sub *Subscription) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sub.end(nil)
-	o := sh.orders[id]
-	if o == nil {
-		return
-	}
-	delete(o.subs, sub)
-	if len(o.subs) == 0 && len(o.events) == 0 {
-		delete(sh.orders, id)
-	}
 }
 
 func (m *Memory) Ping(context.Context) error {
@@ -236,17 +222,7 @@ func (m *Memory) Close() error {
 	}
 	close(m.stop)
 	m.wg.Wait()
-	for i := range m.shards {
-		sh := &m.shards[i]
-		sh.mu.Lock()
-		for _, o := range sh.orders {
-			for s := range o.subs {
-				s.end(ErrClosed)
-			}
-			o.subs = nil
-		}
-		sh.mu.Unlock()
-	}
+	m.hub.close(ErrClosed)
 	return nil
 }
 
@@ -267,7 +243,7 @@ func (m *Memory) janitor() {
 				sh := &m.shards[i]
 				sh.mu.Lock()
 				for id, o := range sh.orders {
-					if m.expired(o, now) {
+					if m.expired(id, o, now) {
 						delete(sh.orders, id)
 					}
 				}
@@ -277,16 +253,21 @@ func (m *Memory) janitor() {
 	}
 }
 
-// stats counts entries and subscribers; tests use it to prove nothing leaks.
+// stats counts the orders held (in the store, the hub or both) and their
+// subscribers; tests use it to prove nothing leaks.
 func (m *Memory) stats() (orders, subscribers int) {
+	held := make(map[uuid.UUID]bool)
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		orders += len(sh.orders)
-		for _, o := range sh.orders {
-			subscribers += len(o.subs)
+		for id := range sh.orders {
+			held[id] = true
 		}
 		sh.mu.Unlock()
 	}
-	return orders, subscribers
+	m.hub.each(func(id uuid.UUID, n int) {
+		held[id] = true
+		subscribers += n
+	})
+	return len(held), subscribers
 }

@@ -2,6 +2,9 @@ package broker
 
 import (
 	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,4 +185,84 @@ func TestMemoryJanitorFreesIdleOrders(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestMemorySubscribeCloseRaces subscribes, unsubscribes and publishes from
+// many goroutines while the broker closes (run it with -race): every
+// subscription made ends, with nil (finished or unsubscribed),
+// ErrSlowSubscriber or ErrClosed, and none is left in the hub.
+func TestMemorySubscribeCloseRaces(t *testing.T) {
+	m := NewMemory(Options{SubscriberBuffer: 2})
+	ids := make([]uuid.UUID, 4)
+	for i := range ids {
+		ids[i] = uuid.New()
+	}
+	var (
+		mu      sync.Mutex
+		made    []*Subscription
+		wg      sync.WaitGroup
+		count   atomic.Int32
+		started = make(chan struct{})
+	)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				sub, err := m.Subscribe(context.Background(), ids[(g+i)%len(ids)], EventID{})
+				if err != nil {
+					if !errors.Is(err, ErrClosed) {
+						t.Errorf("subscribe: %v", err)
+					}
+					return
+				}
+				mu.Lock()
+				made = append(made, sub)
+				mu.Unlock()
+				if count.Add(1) == 50 {
+					close(started)
+				}
+				if i%3 == 0 {
+					sub.Close()
+				}
+			}
+		})
+	}
+	for _, id := range ids {
+		wg.Go(func() {
+			for _, s := range []order.Status{order.Created, order.PaymentConfirmed, order.Packed, order.Shipped, order.OutForDelivery, order.Delivered} {
+				if _, err := m.Publish(context.Background(), id, PublishRequest{Status: s}); err != nil && !errors.Is(err, ErrClosed) {
+					t.Errorf("publish: %v", err)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		<-started
+		m.Close()
+	})
+	wg.Wait()
+	for i, sub := range made {
+		select {
+		case <-drained(sub):
+		case <-time.After(10 * time.Second):
+			t.Fatalf("subscription %d still open after Close", i)
+		}
+		if err := sub.Err(); err != nil && !errors.Is(err, ErrSlowSubscriber) && !errors.Is(err, ErrClosed) {
+			t.Errorf("subscription %d ended with %v", i, err)
+		}
+		sub.Close()
+	}
+	if _, subs := m.stats(); subs != 0 {
+		t.Errorf("%d subscribers left after Close", subs)
+	}
+}
+
+// drained reads sub's events until the channel closes.
+func drained(sub *Subscription) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range sub.Events() {
+		}
+	}()
+	return done
 }

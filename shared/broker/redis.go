@@ -84,14 +84,15 @@ var publishScript = redis.NewScript(publishLua)
 // Redis, one per master on a cluster, whatever the number of subscribers:
 // each is subscribed to the channels of the orders that have local
 // subscribers (on a cluster, those in its master's slots), and every event
-// it receives is fanned out to them from a local copy of the order's
-// history. The stream stays the source of truth: each live message names
-// the event before it, so a missed message shows as a gap that is read back
-// from the stream, and after a reconnection (or a failover or slot
-// migration, which move orders to another master's connection) every
-// affected order is caught up from the stream. Subscriptions open during an
-// outage stay open, receive nothing meanwhile and then every event they
-// missed, exactly once, in order.
+// it receives is added to a local copy of the order's history and handed to
+// the hub (hub.go) that Memory fans out through too. The stream stays the
+// source of truth: each live message names the event before it, so a
+// missed message shows as a gap that is read back from the stream, and
+// after a reconnection (or a failover or slot migration, which move orders
+// to another master's connection) every affected order is caught up from
+// the stream. Subscriptions open during an outage stay open, receive
+// nothing meanwhile and then every event they missed, exactly once, in
+// order.
 //
 // Redis must not lose acknowledged events across its own restart: run it
 // with "appendonly yes". With "appendfsync always" an event is on disk
@@ -126,6 +127,10 @@ type Redis struct {
 	recovered atomic.Int64
 	// disconnects counts lost pub/sub connections.
 	disconnects atomic.Int64
+
+	// hub holds the local subscribers of every order; the feed hands it
+	// events under mu.
+	hub *hub
 
 	mu     sync.Mutex
 	orders map[string]*redisOrder // orders with local subscribers, by channel
@@ -177,6 +182,7 @@ func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
 		ctx:            bgCtx,
 		cancel:         cancel,
 		stop:           make(chan struct{}),
+		hub:            newHub(),
 		orders:         make(map[string]*redisOrder),
 		conns:          make(map[string]*feedConn),
 	}
@@ -568,14 +574,12 @@ func (r *Redis) Close() error {
 	}
 	for _, o := range r.orders {
 		o.feed.forget()
-		for s := range o.subs {
-			s.sub.end(ErrClosed)
-		}
 		for s := range o.waiting {
-			s.sub.end(ErrClosed)
+			s.sub.live.End(ErrClosed)
 		}
 	}
 	clear(r.orders)
+	r.hub.close(ErrClosed)
 	r.mu.Unlock()
 	for _, ps := range pss {
 		ps.Close() // unblocks the reader

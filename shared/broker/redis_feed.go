@@ -22,26 +22,29 @@ import (
 //
 // Every order with local subscribers has a redisOrder: its feed state (an
 // orderFeed, feed_state.go: a gap-free copy of its history and the catch-up
-// logic), the connection that carries its channel, and its subscribers.
-// Subscribers are served their history from the copy and then every event
-// appended to it, so there is no boundary between history and live at which
-// an event could fall through or arrive twice; each subscriber also skips
-// ids at or before its position, which covers positions the copy has not
-// reached yet. Until the order is live, new subscribers wait (up to the
-// timeout).
+// logic), the connection that carries its channel, and the subscribers
+// waiting for it to go live. Its receiving subscribers are in the hub
+// (hub.go), which the feed hands every event appended to the copy, under
+// r.mu. Subscribers are served their history from the copy and added to the
+// hub in one step under r.mu, so there is no boundary between history and
+// live at which an event could fall through or arrive twice; the hub also
+// skips, for each subscriber, ids at or before its position, which covers
+// positions the copy has not reached yet. Until the order is live, new
+// subscribers wait (up to the timeout).
 
 type redisOrder struct {
 	feed    orderFeed
 	channel string
 	conn    *feedConn // the connection that carries its channel
 
-	subs    map[*redisSub]struct{} // receiving
 	waiting map[*redisSub]struct{} // in Subscribe, until the order is live
 }
 
+// redisSub is a subscriber in Subscribe, until it is served and added to the
+// hub.
 type redisSub struct {
 	sub   *Subscription
-	pos   EventID       // the last id it has, as history or live
+	pos   EventID       // the position it asked for
 	ready chan struct{} // closed when a waiting subscriber is served
 }
 
@@ -211,7 +214,6 @@ func (r *Redis) localOrder(id uuid.UUID, ch string, rt feedRoute) *redisOrder {
 	o := &redisOrder{
 		feed:    orderFeed{id: id},
 		channel: ch,
-		subs:    make(map[*redisSub]struct{}),
 		waiting: make(map[*redisSub]struct{}),
 	}
 	r.orders[ch] = o
@@ -231,32 +233,39 @@ func (r *Redis) attach(o *redisOrder, c *feedConn) {
 	}
 }
 
-// serve gives s its history from the order's copy and registers it, or ends
-// it at once if the order is finished. The caller holds r.mu.
+// serve gives s its history from the order's copy and adds it to the hub
+// after it, or ends it at once if the order is finished. The caller holds
+// r.mu.
 func (r *Redis) serve(o *redisOrder, s *redisSub) {
-	if s.sub.History = o.feed.after(s.pos); len(s.sub.History) > 0 {
-		s.pos = o.feed.tail()
+	pos := s.pos
+	if s.sub.History = o.feed.after(pos); len(s.sub.History) > 0 {
+		pos = o.feed.tail()
 	}
 	if o.feed.finished {
 		s.sub.Finished = true
-		s.sub.end(nil)
+		s.sub.live.End(nil)
 		return
 	}
-	o.subs[s] = struct{}{}
+	if err := r.hub.add(o.feed.id, s.sub.live, pos); err != nil {
+		s.sub.live.End(err) // closed meanwhile
+	}
 }
 
 func (r *Redis) unsubscribe(o *redisOrder, s *redisSub) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s.sub.end(nil)
-	delete(o.subs, s)
-	delete(o.waiting, s)
+	if _, ok := o.waiting[s]; ok {
+		delete(o.waiting, s)
+		s.sub.live.End(nil)
+	} else {
+		r.hub.remove(o.feed.id, s.sub.live)
+	}
 	r.release(o)
 }
 
 // release forgets an order nobody local watches any more. The caller holds r.mu.
 func (r *Redis) release(o *redisOrder) {
-	if len(o.subs) > 0 || len(o.waiting) > 0 || r.orders[o.channel] != o {
+	if len(o.waiting) > 0 || r.orders[o.channel] != o || r.hub.watchers(o.feed.id) > 0 {
 		return
 	}
 	delete(r.orders, o.channel)
@@ -582,11 +591,11 @@ func (r *Redis) unsubscribed(c *feedConn, ps *redis.PubSub, ch string) bool {
 
 // act carries out what a step of o's feed asks for. The caller holds r.mu.
 func (r *Redis) act(o *redisOrder, a feedAction) {
-	if a.recovered > 0 && len(o.subs) > 0 {
+	if a.recovered > 0 && r.hub.watchers(o.feed.id) > 0 {
 		r.recovered.Add(int64(a.recovered))
 	}
 	for _, ev := range a.appended {
-		r.fanOut(o, ev)
+		r.hub.publish(ev)
 	}
 	if a.wentLive {
 		for s := range o.waiting {
@@ -668,33 +677,12 @@ func (r *Redis) deliverOwn(id uuid.UUID, prev EventID, ev Event) {
 	}
 }
 
-// fanOut delivers an event just appended to the copy to o's subscribers,
-// ending them after a terminal event. The caller holds r.mu.
-func (r *Redis) fanOut(o *redisOrder, ev Event) {
-	for s := range o.subs {
-		if ev.Pos.Compare(s.pos) <= 0 {
-			continue // it resumed after this one
-		}
-		if !s.sub.deliver(ev) {
-			delete(o.subs, s) // too slow: dropped
-			continue
-		}
-		s.pos = ev.Pos
-	}
-	if ev.Update.Status.Terminal() {
-		for s := range o.subs {
-			s.sub.end(nil)
-		}
-		clear(o.subs)
-	}
-}
-
 // stats counts local orders and subscribers; tests use it to prove nothing leaks.
 func (r *Redis) stats() (orders, subscribers int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, o := range r.orders {
-		subscribers += len(o.subs) + len(o.waiting)
+		subscribers += r.hub.watchers(o.feed.id) + len(o.waiting)
 	}
 	return len(r.orders), subscribers
 }
