@@ -1,0 +1,475 @@
+package sockets
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// patience bounds every wait in these tests: far beyond what a loaded box
+// needs, so that only a real hang fails them.
+const patience = 30 * time.Second
+
+func newRegistry(t testing.TB, opts Options) *Registry {
+	t.Helper()
+	r, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func listen(t testing.TB) *net.TCPListener {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// connect dials ln and accepts, without a goroutine; rcvbuf > 0 shrinks
+// the client's receive buffer (and the server's send buffer) so that a
+// client that does not read fills them quickly.
+func connect(t testing.TB, ln *net.TCPListener, rcvbuf int) (client, server *net.TCPConn) {
+	t.Helper()
+	d := net.Dialer{Timeout: patience}
+	if rcvbuf > 0 {
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+			})
+			return errors.Join(err, serr)
+		}
+	}
+	c, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rcvbuf > 0 {
+		if err := s.SetWriteBuffer(rcvbuf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c.(*net.TCPConn), s
+}
+
+// register takes over server; the channel gets the close reason.
+func register(t testing.TB, r *Registry, server *net.TCPConn) (*Socket, chan Reason) {
+	t.Helper()
+	closed := make(chan Reason, 1)
+	s, err := r.Register(server, func(why Reason) { closed <- why })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, closed
+}
+
+func readExactly(t testing.TB, c net.Conn, n int) []byte {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(patience))
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatalf("read %d bytes: %v", n, err)
+	}
+	return b
+}
+
+func waitFor(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func reason(t testing.TB, closed <-chan Reason, within time.Duration) Reason {
+	t.Helper()
+	select {
+	case why := <-closed:
+		return why
+	case <-time.After(within):
+		t.Fatalf("no close within %v", within)
+		return none
+	}
+}
+
+func frame(i int) []byte {
+	return fmt.Appendf(nil, "id: %d\nevent: order-update\ndata: {\"n\":%d}\n\n", i, i)
+}
+
+func TestBroadcastReachesEverySocketInOrder(t *testing.T) {
+	r := newRegistry(t, Options{Writers: 3})
+	ln := listen(t)
+	const sockets, frames = 100, 200
+	var clients []*net.TCPConn
+	var socks []*Socket
+	for range sockets {
+		c, srv := connect(t, ln, 0)
+		defer c.Close()
+		s, _ := register(t, r, srv)
+		clients, socks = append(clients, c), append(socks, s)
+	}
+	var want []byte
+	for i := range frames {
+		f := frame(i)
+		want = append(want, f...)
+		if i%10 == 9 {
+			socks[i%sockets].Send(frame(-i)) // one socket's own frame, between broadcasts
+			r.Broadcast(f, socks)
+			continue
+		}
+		r.Broadcast(f, socks)
+	}
+	for i, c := range clients {
+		got := readExactly(t, c, len(want)+extra(i, sockets, frames))
+		got = dropOwn(got, i, sockets, frames)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("socket %d got frames out of order or missing", i)
+		}
+	}
+}
+
+// extra and dropOwn account for the frames Send gave one socket of the
+// broadcast test, which must come exactly between the broadcasts around them.
+func extra(i, sockets, frames int) int {
+	n := 0
+	for f := range frames {
+		if f%10 == 9 && f%sockets == i {
+			n += len(frame(-f))
+		}
+	}
+	return n
+}
+
+func dropOwn(got []byte, i, sockets, frames int) []byte {
+	for f := range frames {
+		if f%10 == 9 && f%sockets == i {
+			own := append(frame(f-1), frame(-f)...)
+			got = bytes.Replace(got, own, frame(f-1), 1)
+		}
+	}
+	return got
+}
+
+func TestIdleSocketsAddNoGoroutines(t *testing.T) {
+	r := newRegistry(t, Options{})
+	ln := listen(t)
+	before := runtime.NumGoroutine()
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	for range 1000 {
+		c, srv := connect(t, ln, 0)
+		defer c.Close()
+		register(t, r, srv)
+	}
+	if got := r.Stats().Registered; got != 1000 {
+		t.Fatalf("registered %d, want 1000", got)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	// For the record, not a limit: the registry's heap per socket, plus
+	// the test's own client net.TCPConn.
+	t.Logf("heap per idle registered socket, its client conn included: %d bytes",
+		(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/1000)
+	// A small constant: nothing per socket. (Go's net starts no goroutine
+	// per connection either, so any growth here would be the registry's.)
+	if after := runtime.NumGoroutine(); after > before+2 {
+		t.Errorf("1,000 idle sockets: %d goroutines, %d before", after, before)
+	}
+}
+
+func TestStalledReaderIsCutAtTheWriteDeadline(t *testing.T) {
+	const timeout = 3 * time.Second
+	r := newRegistry(t, Options{WriteTimeout: timeout, MaxPending: 8 << 20, Heartbeat: time.Hour})
+	ln := listen(t)
+	stalled, srv := connect(t, ln, 4096)
+	defer stalled.Close() // never read
+	slow, slowClosed := register(t, r, srv)
+	socks := []*Socket{slow}
+	var readers []*net.TCPConn
+	for range 10 {
+		c, srv := connect(t, ln, 0)
+		defer c.Close()
+		s, _ := register(t, r, srv)
+		socks, readers = append(socks, s), append(readers, c)
+	}
+	payload := bytes.Repeat([]byte("x"), 1000)
+	f := append(append([]byte("data: "), payload...), "\n\n"...)
+	const frames = 300
+	for range frames {
+		r.Broadcast(f, socks)
+	}
+	// The publisher is back before the stalled socket is cut: it never
+	// waited for it.
+	if s := r.Stats(); s.Cut != 0 || s.Registered != 11 {
+		t.Fatalf("after publishing: %+v; want the stalled socket parked, not yet cut", s)
+	}
+	var wg sync.WaitGroup
+	got := make([]time.Time, len(readers))
+	for i, c := range readers {
+		wg.Go(func() {
+			b := readExactly(t, c, frames*len(f))
+			if !bytes.Equal(b, bytes.Repeat(f, frames)) {
+				t.Errorf("reader %d: frames corrupted", i)
+			}
+			got[i] = time.Now()
+		})
+	}
+	waitFor(t, "the stalled socket to park", func() bool { return r.Stats().Parked >= 1 })
+	if why := reason(t, slowClosed, timeout+patience); why != WriteTimeout {
+		t.Errorf("stalled socket closed with %v, want %v", why, WriteTimeout)
+	}
+	cutAt := time.Now()
+	wg.Wait()
+	for i, at := range got {
+		if at.After(cutAt) {
+			t.Errorf("reader %d got its last frame after the stalled socket was cut", i)
+		}
+	}
+	if s := r.Stats(); s.Cut != 1 || s.Parked != 0 || s.Registered != 10 {
+		t.Errorf("after the cut: %+v; want 1 cut, 0 parked, 10 registered", s)
+	}
+}
+
+func TestTooMuchPendingCuts(t *testing.T) {
+	r := newRegistry(t, Options{MaxPending: 16 << 10, Heartbeat: time.Hour})
+	ln := listen(t)
+	c, srv := connect(t, ln, 4096)
+	defer c.Close() // never read
+	s, closed := register(t, r, srv)
+	f := bytes.Repeat([]byte("y"), 1000)
+	for range 1000 {
+		s.Send(f)
+	}
+	if why := reason(t, closed, patience); why != TooSlow {
+		t.Errorf("closed with %v, want %v", why, TooSlow)
+	}
+}
+
+func TestEndWritesTheLastFrameAfterEverythingThenCloses(t *testing.T) {
+	r := newRegistry(t, Options{Heartbeat: time.Hour})
+	ln := listen(t)
+	// A client that reads only after End: the socket parks, and its last
+	// frame must still come after every earlier one.
+	c, srv := connect(t, ln, 4096)
+	defer c.Close()
+	s, closed := register(t, r, srv)
+	var want []byte
+	pad := bytes.Repeat([]byte(": padding\n"), 100)
+	for i := range 200 {
+		f := append(pad[:len(pad):len(pad)], frame(i)...)
+		s.Send(f)
+		want = append(want, f...)
+	}
+	s.End([]byte("event: end\ndata: bye\n\n"))
+	want = append(want, "event: end\ndata: bye\n\n"...)
+	s.Send(frame(-1)) // after End: dropped
+	r.Broadcast(frame(-2), []*Socket{s, s})
+	waitFor(t, "the socket to park", func() bool { return r.Stats().Parked == 1 })
+	_ = c.SetReadDeadline(time.Now().Add(patience))
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes (%v), want %d then EOF", len(got), err, len(want))
+	}
+	if why := reason(t, closed, patience); why != Ended {
+		t.Errorf("closed with %v, want %v", why, Ended)
+	}
+}
+
+func TestClientThatLeavesIsNoticedWithinAHeartbeat(t *testing.T) {
+	const heartbeat = 5 * time.Second
+	r := newRegistry(t, Options{Heartbeat: heartbeat})
+	ln := listen(t)
+	c, srv := connect(t, ln, 0)
+	_, closed := register(t, r, srv)
+	// Bytes after the request are read and dropped; the stream stays.
+	if _, err := c.Write([]byte("ignored bytes")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case why := <-closed:
+		t.Fatalf("closed with %v after the client wrote", why)
+	case <-time.After(100 * time.Millisecond):
+	}
+	c.Close()
+	if why := reason(t, closed, heartbeat); why != ClientGone {
+		t.Errorf("closed with %v, want %v", why, ClientGone)
+	}
+	if s := r.Stats(); s.Registered != 0 || s.Gone != 1 {
+		t.Errorf("stats %+v; want none registered, 1 gone", s)
+	}
+}
+
+func TestHeartbeatsReachIdleSocketsNotBusyOnes(t *testing.T) {
+	const heartbeat = time.Second
+	r := newRegistry(t, Options{Heartbeat: heartbeat})
+	ln := listen(t)
+	idle, srv := connect(t, ln, 0)
+	defer idle.Close()
+	register(t, r, srv)
+	busy, srv := connect(t, ln, 0)
+	defer busy.Close()
+	b, _ := register(t, r, srv)
+	f := []byte("data: x\n\n")
+	start := time.Now()
+	sent := 0
+	for time.Since(start) < 3*heartbeat {
+		b.Send(f)
+		sent++
+		time.Sleep(heartbeat / 20)
+	}
+	got := readExactly(t, idle, 2*len(keepAlive))
+	if !bytes.Equal(got, append(keepAlive[:len(keepAlive):len(keepAlive)], keepAlive...)) {
+		t.Errorf("idle socket got %q, want two keep-alives", got)
+	}
+	got = readExactly(t, busy, sent*len(f))
+	if bytes.Contains(got, keepAlive) {
+		t.Error("a busy socket got a keep-alive")
+	}
+	if n := r.Stats().Heartbeats; n < 2 {
+		t.Errorf("%d heartbeats counted, want >= 2", n)
+	}
+}
+
+// registryGoroutines counts the goroutines running a registry's writer or
+// poller loop, in every registry of the process.
+func registryGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	return bytes.Count(buf, []byte("sockets.(*writer).run(")) + bytes.Count(buf, []byte("sockets.(*Registry).poll("))
+}
+
+func openFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func TestRegisterCloseCyclesLeakNothing(t *testing.T) {
+	heartbeat := 100 * time.Millisecond
+	r := newRegistry(t, Options{Heartbeat: heartbeat})
+	ln := listen(t)
+	cycle := func(n int) {
+		var clients []*net.TCPConn
+		for i := range n {
+			c, srv := connect(t, ln, 0)
+			s, _ := register(t, r, srv)
+			if i%2 == 0 {
+				s.End(frame(i)) // the server ends it
+			}
+			clients = append(clients, c)
+		}
+		for _, c := range clients {
+			c.Close() // the client leaves (or closes after its end)
+		}
+		waitFor(t, "every socket to close", func() bool { return r.Stats().Registered == 0 })
+	}
+	cycle(100) // warm up: the runtime's own descriptors and goroutines
+	fds, goroutines := openFDs(t), runtime.NumGoroutine()
+	for range 99 {
+		cycle(100)
+	}
+	waitFor(t, "no open descriptor more than before", func() bool { return openFDs(t) <= fds })
+	waitFor(t, "no goroutine more than before", func() bool { return runtime.NumGoroutine() <= goroutines })
+	r.mu.Lock()
+	left := len(r.socks)
+	r.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d registry entries left", left)
+	}
+	waitFor(t, "the wheel to drop closed sockets", func() bool { return r.wheel.size() == 0 })
+	if s := r.Stats(); s.Ended+s.Gone != 10000 || s.Cut != 0 {
+		t.Errorf("stats %+v; want 10,000 ended or gone", s)
+	}
+}
+
+func TestCloseEndsEverything(t *testing.T) {
+	before, registries := runtime.NumGoroutine(), registryGoroutines()
+	r, err := New(Options{Heartbeat: time.Hour, Writers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	var clients []*net.TCPConn
+	var closes []chan Reason
+	for i := range 20 {
+		c, srv := connect(t, ln, 4096)
+		defer c.Close()
+		s, closed := register(t, r, srv)
+		if i%2 == 0 { // half of them parked
+			for range 100 {
+				s.Send(bytes.Repeat([]byte("z"), 1000))
+			}
+		}
+		clients, closes = append(clients, c), append(closes, closed)
+	}
+	waitFor(t, "sockets to park", func() bool { return r.Stats().Parked > 0 })
+	waitFor(t, "3 writers and a poller", func() bool { return registryGoroutines()-registries == 4 })
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, closed := range closes {
+		if why := reason(t, closed, patience); why != Shutdown {
+			t.Errorf("socket %d closed with %v, want %v", i, why, Shutdown)
+		}
+	}
+	for i, c := range clients {
+		_ = c.SetReadDeadline(time.Now().Add(patience))
+		if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("client %d: %v, want EOF", i, err)
+		}
+	}
+	if s := r.Stats(); s.Registered != 0 || s.Parked != 0 {
+		t.Errorf("after Close: %+v", s)
+	}
+	if n := registryGoroutines(); n != registries {
+		t.Errorf("%d registry goroutines running after Close, %d before New", n, registries)
+	}
+	// Close has waited for its own goroutines; the wait is for those of
+	// earlier tests and of the runtime, which come and go meanwhile.
+	waitFor(t, "no more goroutines than before New", func() bool { return runtime.NumGoroutine() <= before })
+	// Closed: Register refuses and leaves the conn to the caller.
+	c, srv := connect(t, ln, 0)
+	defer c.Close()
+	if _, err := r.Register(srv, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Register after Close: %v, want ErrClosed", err)
+	}
+	if _, err := srv.Write([]byte("still mine")); err != nil {
+		t.Errorf("the refused conn is not the caller's any more: %v", err)
+	}
+	srv.Close()
+	if got := readExactly(t, c, len("still mine")); string(got) != "still mine" {
+		t.Errorf("client read %q", got)
+	}
+	r.Close() // twice is fine
+}

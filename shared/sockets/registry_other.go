@@ -1,0 +1,40 @@
+//go:build !linux
+
+package sockets
+
+import "syscall"
+
+// Conn is what Register takes over: a connected socket that can show its
+// descriptor and be closed (*net.TCPConn is one).
+type Conn interface {
+	syscall.Conn
+	Close() error
+}
+
+// Registry has no poller here: New always fails with ErrUnsupported, and
+// callers keep their streams in their handlers.
+type Registry struct{}
+
+// Socket is one registered stream; there are none here.
+type Socket struct{}
+
+// New returns ErrUnsupported on this system.
+func New(Options) (*Registry, error) { return nil, ErrUnsupported }
+
+// Register returns ErrUnsupported and leaves c to the caller.
+func (*Registry) Register(Conn, func(Reason)) (*Socket, error) { return nil, ErrUnsupported }
+
+// Broadcast has no sockets to write to.
+func (*Registry) Broadcast([]byte, []*Socket) {}
+
+// Stats are all zero.
+func (*Registry) Stats() Stats { return Stats{} }
+
+// Close has nothing to end.
+func (*Registry) Close() error { return nil }
+
+// Send has no socket to write to.
+func (*Socket) Send([]byte) {}
+
+// End has no socket to end.
+func (*Socket) End([]byte) {}

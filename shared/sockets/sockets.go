@@ -1,0 +1,102 @@
+package sockets
+
+import (
+	"errors"
+	"time"
+)
+
+// Options tunes a Registry; zero fields take the defaults.
+type Options struct {
+	// Heartbeat is how long a socket may go without bytes before it is sent
+	// a keep-alive comment (default 15s).
+	Heartbeat time.Duration
+	// WriteTimeout is how long a socket may stay parked with bytes the
+	// kernel will not take before it is cut as a slow subscriber (default 10s).
+	WriteTimeout time.Duration
+	// MaxPending is how many unwritten bytes a parked socket may hold; a
+	// frame that would pass it cuts the socket (default 256 KiB).
+	MaxPending int
+	// Writers is how many goroutines write frames (default GOMAXPROCS).
+	Writers int
+}
+
+func (o Options) withDefaults(procs int) Options {
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 15 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 256 << 10
+	}
+	if o.Writers <= 0 {
+		o.Writers = max(1, procs)
+	}
+	return o
+}
+
+// tick is how often the poller looks at the heartbeat wheel and at the
+// parked sockets' deadlines: a quarter of the shorter interval, so a
+// heartbeat or a cut is at most a quarter late.
+func (o Options) tick() time.Duration {
+	return max(time.Millisecond, min(o.Heartbeat, o.WriteTimeout)/4)
+}
+
+// Reason says why a registered socket was closed.
+type Reason int
+
+const (
+	none Reason = iota
+	// Ended: End was called and its last bytes went out.
+	Ended
+	// ClientGone: the client closed or reset the connection.
+	ClientGone
+	// TooSlow: a frame would have passed Options.MaxPending.
+	TooSlow
+	// WriteTimeout: the socket stayed parked for Options.WriteTimeout.
+	WriteTimeout
+	// WriteFailed: write(2) failed for another reason than the client going.
+	WriteFailed
+	// Shutdown: the Registry was closed.
+	Shutdown
+)
+
+func (r Reason) String() string {
+	switch r {
+	case Ended:
+		return "ended"
+	case ClientGone:
+		return "client gone"
+	case TooSlow:
+		return "too slow"
+	case WriteTimeout:
+		return "write timeout"
+	case WriteFailed:
+		return "write failed"
+	case Shutdown:
+		return "shutdown"
+	}
+	return "none"
+}
+
+// Stats are a Registry's counters, for metrics.
+type Stats struct {
+	Registered int64  // sockets held now
+	Parked     int64  // of those, sockets waiting for the kernel to take their bytes
+	Ended      uint64 // streams ended by End
+	Gone       uint64 // clients that went away
+	Cut        uint64 // slow subscribers cut (TooSlow, WriteTimeout) and failed writes
+	Heartbeats uint64 // keep-alive comments written
+}
+
+var (
+	// ErrUnsupported is New's error where there is no poller: keep the
+	// stream in its handler.
+	ErrUnsupported = errors.New("sockets: registered streams are not supported on this system")
+	// ErrClosed is Register's error once the Registry is closed.
+	ErrClosed = errors.New("sockets: registry closed")
+)
+
+// keepAlive is the heartbeat: an SSE comment, ignored by clients.
+var keepAlive = []byte(": keep-alive\n\n")

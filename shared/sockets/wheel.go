@@ -1,0 +1,62 @@
+package sockets
+
+import (
+	"sync"
+	"time"
+)
+
+// wheel holds each registered socket in the slot of the tick at which its
+// heartbeat falls due. Slots cover one heartbeat interval and a tick more,
+// so a socket is never more than a lap ahead. A socket is only looked at
+// when its slot comes round: writes move nothing (the poller compares the
+// socket's last write when it gets there), so the wheel costs a pointer per
+// socket and a look per interval.
+type wheel struct {
+	mu    sync.Mutex
+	tick  int64 // nanoseconds
+	slots [][]*Socket
+	next  int64 // the absolute tick number take has not yet emptied
+}
+
+func (w *wheel) init(tick, interval time.Duration) {
+	w.tick = int64(tick)
+	w.slots = make([][]*Socket, int64(interval)/w.tick+2)
+}
+
+// add files s under the tick of due (nanoseconds on the Registry's clock),
+// or the next tick to be taken if due is already past.
+func (w *wheel) add(s *Socket, due int64) {
+	w.mu.Lock()
+	t := max(due/w.tick, w.next)
+	i := t % int64(len(w.slots))
+	w.slots[i] = append(w.slots[i], s)
+	w.mu.Unlock()
+}
+
+// take appends to into the sockets of every tick up to now, and empties
+// those slots.
+func (w *wheel) take(now int64, into []*Socket) []*Socket {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	last := now / w.tick
+	for t := w.next; t <= last && t < w.next+int64(len(w.slots)); t++ {
+		i := t % int64(len(w.slots))
+		into = append(into, w.slots[i]...)
+		clear(w.slots[i])
+		w.slots[i] = w.slots[i][:0]
+	}
+	w.next = last + 1
+	return into
+}
+
+// size is how many sockets the wheel holds, closed ones not yet dropped
+// included.
+func (w *wheel) size() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, s := range w.slots {
+		n += len(s)
+	}
+	return n
+}
