@@ -17,14 +17,30 @@ import (
 
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/order"
+	"github.com/orderstream/orderstream/shared/sockets"
 	"github.com/orderstream/orderstream/shared/sse"
 )
 
-// Streams that leave their handler (Config.Streams) must behave exactly as
-// streams that stay: these tests run what differs, both ways.
+// Streams held as registered sockets (Config.Sockets) must behave exactly as
+// streams that stay in their handlers: these tests run what differs, both
+// ways.
 
-// detachServer serves b with cfg, detaching streams when detach is set; its
-// cleanup ends the streams and waits for every detached one to finish.
+// withSockets sets cfg up to register its streams, as the local server
+// does: a registry with cfg's heartbeat and write timeout, and Streams to
+// wait for them; the cleanup closes the registry after they have ended.
+func withSockets(t *testing.T, cfg *Config) {
+	t.Helper()
+	reg, err := sockets.New(SocketOptions(*cfg))
+	if err != nil {
+		t.Fatalf("sockets registry: %v", err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	cfg.Sockets = reg
+	cfg.Streams = &Streams{}
+}
+
+// detachServer serves b with cfg, registering streams when detach is set;
+// its cleanup ends the streams and waits for every registered one to end.
 func detachServer(t *testing.T, b broker.Broker, cfg Config, detach bool, wrap func(net.Listener) net.Listener) (*httptest.Server, *syncBuffer, *Streams) {
 	t.Helper()
 	logs := &syncBuffer{}
@@ -32,8 +48,8 @@ func detachServer(t *testing.T, b broker.Broker, cfg Config, detach bool, wrap f
 	cfg.Done = done
 	var streams *Streams
 	if detach {
-		streams = &Streams{}
-		cfg.Streams = streams
+		withSockets(t, &cfg)
+		streams = cfg.Streams
 	}
 	srv := httptest.NewUnstartedServer(NewServer(slog.New(slog.NewTextHandler(logs, nil)), b, cfg))
 	if wrap != nil {
@@ -54,7 +70,7 @@ func bothWays(t *testing.T, test func(t *testing.T, detach bool)) {
 	for _, detach := range []bool{false, true} {
 		name := "in-handler"
 		if detach {
-			name = "detached"
+			name = "registered"
 		}
 		t.Run(name, func(t *testing.T) { test(t, detach) })
 	}
@@ -76,6 +92,10 @@ func TestDetachedStreamDeliversAndEnds(t *testing.T) {
 		if res.Close != detach {
 			t.Errorf("Connection: close is %v, want %v", res.Close, detach)
 		}
+		if detach && len(res.TransferEncoding) != 0 {
+			// The body ends with the connection: plain SSE, no chunks.
+			t.Errorf("a registered stream answered with Transfer-Encoding %v", res.TransferEncoding)
+		}
 		dec := sse.NewDecoder(res.Body)
 		beats := 0
 		dec.OnComment = func(string) { beats++ }
@@ -92,7 +112,7 @@ func TestDetachedStreamDeliversAndEnds(t *testing.T) {
 		for {
 			m, err := dec.Next()
 			if err == io.EOF {
-				break // a clean end: the last chunk, not a cut connection
+				break // a clean end, not a cut connection
 			}
 			if err != nil {
 				t.Fatalf("the stream ended with %v, want a clean end", err)
@@ -198,8 +218,10 @@ func TestDetachedStreamsEndAtShutdown(t *testing.T) {
 	b := broker.NewMemory(broker.Options{})
 	defer b.Close()
 	done := make(chan struct{})
-	streams := &Streams{}
-	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, Config{Done: done, Streams: streams}))
+	cfg := Config{Done: done}
+	withSockets(t, &cfg)
+	streams := cfg.Streams
+	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, cfg))
 	defer srv.Close()
 	var bodies []io.ReadCloser
 	for range 20 {
