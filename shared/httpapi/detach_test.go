@@ -2,12 +2,15 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -180,8 +183,9 @@ func TestDetachedClientLeaves(t *testing.T) {
 }
 
 // TestStalledReaderIsCutOff: a client that stops reading fills the socket
-// buffers; the write deadline then ends its stream, and publishers are never
-// held up.
+// buffers; the write deadline then ends its stream, while the other
+// subscribers of its order get every event as it is published, and
+// publishers are never held up.
 func TestStalledReaderIsCutOff(t *testing.T) {
 	bothWays(t, func(t *testing.T, detach bool) {
 		b := broker.NewMemory(broker.Options{SubscriberBuffer: 1})
@@ -191,6 +195,28 @@ func TestStalledReaderIsCutOff(t *testing.T) {
 			WriteTimeout:      200 * time.Millisecond,
 		}, detach, func(l net.Listener) net.Listener { return smallBufferListener{l} })
 		id := uuid.New()
+		path := "/orders/" + id.String() + "/stream"
+		var readers []<-chan sse.Message
+		for range 3 {
+			res, err := http.Get(srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			msgs := make(chan sse.Message, 16)
+			go func() { // ends when the stream does (the cleanup ends it)
+				defer close(msgs)
+				dec := sse.NewDecoder(res.Body)
+				for {
+					m, err := dec.Next()
+					if err != nil {
+						return
+					}
+					msgs <- m
+				}
+			}()
+			readers = append(readers, msgs)
+		}
 		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 			return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
 		}}
@@ -199,17 +225,90 @@ func TestStalledReaderIsCutOff(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		io.WriteString(conn, "GET /orders/"+id.String()+"/stream HTTP/1.1\r\nHost: x\r\n\r\n")
-		// The request's log line is written when the stream has ended.
-		waitFor(t, "the stalled stream to be cut off", func() bool {
-			return strings.Contains(logs.String(), "path=/orders/"+id.String()+"/stream")
-		})
-		for _, s := range []order.Status{order.Created, order.PaymentConfirmed, order.Packed} {
-			if _, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: s}); err != nil {
+		io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		cut := func() bool { return strings.Count(logs.String(), "path="+path) == 1 }
+		// Events go out while the stalled stream fills up and is cut, and
+		// after: each reaches every reader that reads, at once (the bound is
+		// generous only for a loaded machine).
+		for _, s := range []order.Status{order.Created, order.PaymentConfirmed, order.Packed, order.Shipped} {
+			ev, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: s})
+			if err != nil {
 				t.Fatal(err)
 			}
+			for i, msgs := range readers {
+				select {
+				case m := <-msgs:
+					if m.ID != ev.ID {
+						t.Fatalf("reader %d got event %s, want %s", i, m.ID, ev.ID)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("reader %d did not get %v while a stalled reader was open (cut: %v)", i, s, cut())
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
+		// The request's log line is written when the stalled stream has ended.
+		waitFor(t, "the stalled stream to be cut off", cut)
 	})
+}
+
+// TestRegisteredCyclesLeakNothing opens and drops ten thousand registered
+// streams: no descriptor, goroutine or registry entry is left behind.
+func TestRegisteredCyclesLeakNothing(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	cfg := Config{HeartbeatInterval: time.Hour}
+	withSockets(t, &cfg)
+	reg := cfg.Sockets
+	srv, _, _ := detachServer(t, b, cfg, false, nil) // cfg already registers
+	id := uuid.New()
+	b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
+	request := []byte("GET /orders/" + id.String() + "/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	buf := make([]byte, 4096)
+	cycle := func() {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Write(request)
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		got := 0
+		for !bytes.Contains(buf[:got], []byte(`"Created"`)) { // head, retry: and the history
+			n, err := conn.Read(buf[got:])
+			if err != nil {
+				t.Fatalf("stream: %v after %q", err, buf[:got])
+			}
+			got += n
+		}
+	}
+	fds := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	for range 50 {
+		cycle()
+	}
+	waitFor(t, "the warm-up streams to close", func() bool { return reg.Stats().Registered == 0 })
+	goroutines, descriptors := settled(), fds()
+	const cycles = 10_000
+	for range cycles {
+		cycle()
+	}
+	waitFor(t, "every stream to leave the registry, its goroutines and descriptors", func() bool {
+		return reg.Stats().Registered == 0 && settled() <= goroutines+3 && fds() <= descriptors+3
+	})
+	if st := reg.Stats(); st.Gone < cycles {
+		t.Fatalf("registry saw %d clients go, want at least %d", st.Gone, cycles)
+	}
+}
+
+func settled() int {
+	time.Sleep(20 * time.Millisecond)
+	return runtime.NumGoroutine()
 }
 
 // TestDetachedStreamsEndAtShutdown: closing Done ends detached streams with

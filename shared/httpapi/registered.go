@@ -2,9 +2,12 @@ package httpapi
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -143,6 +146,16 @@ func (s *socketStreams) register(logger *slog.Logger, cfg *Config, st *stream, w
 	st.m.streamOpened()
 	st.opened = true
 	head := responseHead(w.Header())
+	// Head, retry: and history go out on the connection before it is
+	// registered, so nothing the registry writes (a heartbeat) can come
+	// before them.
+	st.out = &connSink{conn: conn, timeout: cfg.WriteTimeout, rs: rs}
+	if !st.history(cfg, head) {
+		conn.Close()
+		rs.closed(sockets.WriteFailed)
+		return true
+	}
+	rs.sent.Add(-int64(len(head))) // the log line counts the body
 	c, ok := conn.(sockets.Conn)
 	if !ok {
 		// Hijack gives a *net.TCPConn on a plain listener; a listener that
@@ -163,9 +176,6 @@ func (s *socketStreams) register(logger *slog.Logger, cfg *Config, st *stream, w
 		return true
 	}
 	rs.sock = sock
-	st.out = socketSink{rs}
-	st.history(cfg, head)
-	rs.sent.Add(-int64(len(head))) // the log line counts the body
 	if err := st.sub.Handover(func(buffered []broker.Event) broker.Subscriber {
 		for _, ev := range buffered {
 			rs.Deliver(ev)
@@ -272,12 +282,26 @@ func (rs *registered) closed(reason sockets.Reason) {
 	}
 }
 
-// socketSink sends a registered stream's head and history to its socket.
-type socketSink struct{ rs *registered }
+// connSink writes a stream's head and history on the connection taken
+// over from net/http, before it is registered: whole frames under a
+// per-write deadline, as handlerWriter does.
+type connSink struct {
+	conn    net.Conn
+	timeout time.Duration
+	rs      *registered
+}
 
-func (s socketSink) send(frame []byte) error {
-	s.rs.sent.Add(int64(len(frame)))
-	s.rs.sock.Send(bytes.Clone(frame)) // the registry keeps it until written
+func (c *connSink) send(frame []byte) error {
+	if err := c.conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return err
+	}
+	if _, err := c.conn.Write(frame); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.rs.st.m.subscriberDropped("write_timeout")
+		}
+		return err
+	}
+	c.rs.sent.Add(int64(len(frame)))
 	return nil
 }
 
