@@ -31,7 +31,7 @@ import (
 // withSockets sets cfg up to register its streams, as the local server
 // does: a registry with cfg's heartbeat and write timeout, and Streams to
 // wait for them; the cleanup closes the registry after they have ended.
-func withSockets(t *testing.T, cfg *Config) {
+func withSockets(t testing.TB, cfg *Config) {
 	t.Helper()
 	reg, err := sockets.New(SocketOptions(*cfg))
 	if err != nil {
