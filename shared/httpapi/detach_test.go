@@ -395,3 +395,48 @@ func TestDetachHTTP10(t *testing.T) {
 		t.Fatalf("HTTP/1.0 stream: %d events in %q", len(msgs), body)
 	}
 }
+
+// TestStreamLifetimeEndsAtFrameBoundary: MaxStreamDuration ends a stream
+// cleanly after whole frames (the client resumes from its last id), and
+// frees its place, both ways.
+func TestStreamLifetimeEndsAtFrameBoundary(t *testing.T) {
+	bothWays(t, func(t *testing.T, detach bool) {
+		b := broker.NewMemory(broker.Options{})
+		defer b.Close()
+		srv, _, _ := detachServer(t, b, Config{
+			HeartbeatInterval:   5 * time.Millisecond,
+			MaxStreamDuration:   300 * time.Millisecond,
+			MaxStreamsPerClient: 1,
+		}, detach, nil)
+		id := uuid.New()
+		b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
+		for range 2 { // the second is let in once the first has ended
+			res, err := http.Get(srv.URL + "/orders/" + id.String() + "/stream")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("status %d, want 200 once the last stream has ended", res.StatusCode)
+			}
+			body, err := io.ReadAll(res.Body) // ends at MaxStreamDuration
+			res.Body.Close()
+			if err != nil {
+				t.Fatalf("the stream ended with %v, want a clean end", err)
+			}
+			if !strings.HasSuffix(string(body), "\n\n") {
+				t.Fatalf("the stream did not end at a frame boundary: ...%q", body[max(0, len(body)-40):])
+			}
+			if msgs := decodeAll(t, string(body)); len(msgs) != 1 {
+				t.Fatalf("%d events, want the one published", len(msgs))
+			}
+			waitFor(t, "the client's place to be free", func() bool {
+				res, err := http.Head(srv.URL + "/orders/" + id.String() + "/stream")
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Body.Close()
+				return res.StatusCode == http.StatusOK
+			})
+		}
+	})
+}
