@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -683,6 +684,12 @@ func testHandover(t *testing.T, open Open) {
 	b := openBroker(t, open, broker.Options{})
 	const orders, subscribers = 8, 25
 	var wg sync.WaitGroup
+	var handedOver atomic.Int64 // live handovers, not ErrNotLive
+	defer func() {
+		if handedOver.Load() == 0 {
+			t.Error("no subscription was live when handed over: the test proved nothing")
+		}
+	}()
 	for range orders {
 		id := uuid.New()
 		start := make(chan struct{})
@@ -722,6 +729,7 @@ func testHandover(t *testing.T, open Open) {
 					t.Errorf("handover: %v", err)
 					return
 				}
+				handedOver.Add(1)
 				select {
 				case err := <-rec.ended:
 					if err != nil {
