@@ -82,27 +82,34 @@ func BenchmarkFanout(b *testing.B) {
 // ratio (ours/raw deliveries per second) is the figure the README quotes.
 func BenchmarkFanoutVsRawTCP(b *testing.B) {
 	for _, n := range []int{1000, 4000} {
-		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
-			br := broker.NewMemory(broker.Options{})
-			defer br.Close()
-			// As the local server runs it: streams registered (Config.Sockets).
-			done := make(chan struct{})
-			cfg := Config{Done: done}
-			withSockets(b, &cfg)
-			srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, cfg))
-			defer srv.Close()
-			defer cfg.Streams.Wait()
-			defer close(done)
-			var ours, raw time.Duration
-			for range b.N {
-				ours += oursOnce(b, srv.URL, br, n)
-				raw += rawOnce(b, n)
+		for _, registered := range []bool{true, false} {
+			mode := "registered" // as the local server runs it (Config.Sockets)
+			if !registered {
+				mode = "in-handler"
 			}
-			events := float64(n * len(lifecycle) * b.N)
-			b.ReportMetric(events/ours.Seconds(), "ours-deliveries/s")
-			b.ReportMetric(events/raw.Seconds(), "raw-deliveries/s")
-			b.ReportMetric(raw.Seconds()/ours.Seconds(), "ratio")
-		})
+			b.Run(fmt.Sprintf("subs=%d/%s", n, mode), func(b *testing.B) {
+				br := broker.NewMemory(broker.Options{})
+				defer br.Close()
+				done := make(chan struct{})
+				cfg := Config{Done: done, Streams: &Streams{}}
+				if registered {
+					withSockets(b, &cfg)
+				}
+				srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, cfg))
+				defer srv.Close()
+				defer cfg.Streams.Wait()
+				defer close(done)
+				var ours, raw time.Duration
+				for range b.N {
+					ours += oursOnce(b, srv.URL, br, n)
+					raw += rawOnce(b, n)
+				}
+				events := float64(n * len(lifecycle) * b.N)
+				b.ReportMetric(events/ours.Seconds(), "ours-deliveries/s")
+				b.ReportMetric(events/raw.Seconds(), "raw-deliveries/s")
+				b.ReportMetric(raw.Seconds()/ours.Seconds(), "ratio")
+			})
+		}
 	}
 }
 
