@@ -176,6 +176,9 @@ func (s *socketStreams) register(logger *slog.Logger, cfg *Config, st *stream, w
 		return true
 	}
 	rs.sock = sock
+	// What only the handler needed goes, so an idle stream keeps no more
+	// than its subscriber, its socket and its log line.
+	st.out, st.buf, st.sub.History = nil, nil, nil
 	if err := st.sub.Handover(func(buffered []broker.Event) broker.Subscriber {
 		for _, ev := range buffered {
 			rs.Deliver(ev)
