@@ -200,8 +200,8 @@ type Streams struct {
 	wg      sync.WaitGroup
 }
 
-// Wait refuses new detached streams and waits until those running end
-// (they end when Config.Done is closed).
+// Wait refuses new streams out of their handlers (they stay in them) and
+// waits until those out end (they end when Config.Done is closed).
 func (s *Streams) Wait() {
 	s.mu.Lock()
 	s.waiting = true
@@ -209,7 +209,7 @@ func (s *Streams) Wait() {
 	s.wg.Wait()
 }
 
-// add counts n goroutines of a detached stream, unless Wait has begun.
+// add counts n streams leaving their handlers, unless Wait has begun.
 func (s *Streams) add(n int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -220,5 +220,5 @@ func (s *Streams) add(n int) bool {
 	return true
 }
 
-// done uncounts n goroutines of a detached stream.
+// done uncounts n streams that were out of their handlers and have ended.
 func (s *Streams) done(n int) { s.wg.Add(-n) }
