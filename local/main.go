@@ -19,6 +19,7 @@ import (
 
 	"github.com/orderstream/orderstream/shared/config"
 	"github.com/orderstream/orderstream/shared/httpapi"
+	"github.com/orderstream/orderstream/shared/sockets"
 )
 
 func main() {
@@ -68,15 +69,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer b.Close()
 
-	// Live streams leave their handlers (httpapi.Config.Streams): net/http
-	// forgets their connections, so shutdown ends them through streamsDone
-	// and waits for them on streams.
+	// Live streams leave their handlers as registered sockets
+	// (httpapi.Config.Sockets): net/http forgets their connections, so
+	// shutdown ends them through streamsDone, waits for them on streams,
+	// and then closes the registry.
 	streamsDone := make(chan struct{})
 	endStreams := sync.OnceFunc(func() { close(streamsDone) })
 	var streams httpapi.Streams
+	httpCfg := cfg.HTTP(streamsDone)
+	if reg := openSockets(logger, httpCfg); reg != nil {
+		httpCfg.Sockets = reg
+		defer reg.Close()
+	}
 	defer streams.Wait()
 	defer endStreams()
-	httpCfg := cfg.HTTP(streamsDone)
 	httpCfg.Streams = &streams
 	drain := httpapi.NewDrain(cfg.ShutdownDrain)
 	httpCfg.Drain = drain
@@ -142,9 +148,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("serve: %w", err)
 	}
 	endStreams()
-	streams.Wait()
+	streams.Wait() // the deferred reg.Close then finds no stream left
 	logger.Info("stopped")
 	return nil
+}
+
+// streamsInHandlers keeps streams in their handlers, as off Linux: tests
+// set it to run the server both ways.
+var streamsInHandlers bool
+
+// openSockets returns the registry that holds live streams as sockets, or
+// nil where there is none (off Linux) or it cannot be made: streams then
+// stay in their handlers.
+func openSockets(logger *slog.Logger, cfg httpapi.Config) *sockets.Registry {
+	if streamsInHandlers {
+		return nil
+	}
+	reg, err := sockets.New(httpapi.SocketOptions(cfg))
+	if err != nil {
+		if !errors.Is(err, sockets.ErrUnsupported) {
+			logger.Warn("live streams stay in their handlers", "err", err)
+		}
+		return nil
+	}
+	return reg
 }
 
 // writeFileAtomically writes data to path through a temporary file renamed

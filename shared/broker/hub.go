@@ -185,3 +185,12 @@ func (h *hub) each(fn func(id uuid.UUID, subscribers int)) {
 		sh.mu.Unlock()
 	}
 }
+
+// locked calls fn with the order's shard lock held, so that fn happens
+// between two of the order's deliveries (Subscription.Handover).
+func (h *hub) locked(id uuid.UUID, fn func()) {
+	sh := h.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	fn()
+}

@@ -205,6 +205,7 @@ func (m *Memory) Subscribe(_ context.Context, id uuid.UUID, after EventID) (*Sub
 		return nil, err
 	}
 	sub.cancel = func() { m.hub.remove(id, sub.live) }
+	sub.inHub(m.hub, id)
 	return sub, nil
 }
 

@@ -248,7 +248,9 @@ func (r *Redis) serve(o *redisOrder, s *redisSub) {
 	}
 	if err := r.hub.add(o.feed.id, s.sub.live, pos); err != nil {
 		s.sub.live.End(err) // closed meanwhile
+		return
 	}
+	s.sub.inHub(r.hub, o.feed.id)
 }
 
 func (r *Redis) unsubscribe(o *redisOrder, s *redisSub) {

@@ -1,5 +1,11 @@
 package broker
 
+import (
+	"errors"
+
+	"github.com/google/uuid"
+)
+
 // Subscription is one subscriber's view of an order: what had happened
 // (History), then what happens (Events). It holds no goroutine: the hub
 // hands events over without blocking, and the subscriber's own goroutine
@@ -13,6 +19,46 @@ type Subscription struct {
 
 	live   *chanSubscriber
 	cancel func()
+	// Where live is held, for Handover: set by the broker once live is in
+	// the hub (nil if it ended before).
+	hub   *hub
+	order uuid.UUID
+}
+
+// ErrNotLive is Handover's answer for a subscription that has ended (or
+// never went live): its Events still hold what it got, then its end.
+var ErrNotLive = errors.New("subscription is not live")
+
+// inHub records that s's subscriber is in h under order id, for Handover.
+func (s *Subscription) inHub(h *hub, id uuid.UUID) { s.hub, s.order = h, id }
+
+// Handover moves the live subscription from its channel to another
+// Subscriber, atomically against every publish: under the order's hub shard
+// lock it takes the events still waiting in the channel (buffered, oldest
+// first) and calls next with them, and every event after those goes to the
+// Subscriber next returns, then its End. next runs under the hub's lock, so
+// it must obey Subscriber's rules (no blocking, no calls into a broker); it
+// typically writes buffered out and returns a Subscriber that does the same
+// with later events. Close still unsubscribes (the new Subscriber is then
+// ended with nil). After Handover the caller must not read Events.
+//
+// It works by forwarding rather than by replacing the subscriber in the hub:
+// the channel subscriber stays the hub's key (so both brokers' unsubscribe
+// paths, which name it, stay as they are) and from then on passes Deliver
+// and End on, and its channel is dropped. The alternative, a subscriber
+// supplied at Subscribe that buffers until attached, would have needed a
+// second Subscribe path in each broker and a buffer of its own.
+//
+// ErrNotLive when the subscription has already ended (the order finished,
+// it was dropped as slow, the broker closed): next is not called, and the
+// caller reads Events to the end as before.
+func (s *Subscription) Handover(next func(buffered []Event) Subscriber) error {
+	if s.hub == nil {
+		return ErrNotLive // ended before it reached the hub; no one else touches live
+	}
+	var err error
+	s.hub.locked(s.order, func() { err = s.live.handover(next) })
+	return err
 }
 
 func newSubscription(buffer int) *Subscription {
@@ -44,6 +90,22 @@ type chanSubscriber struct {
 	events chan Event
 	err    error
 	closed bool
+	next   Subscriber // after Handover: where events go instead
+}
+
+// handover drains events into next's buffered events and forwards to
+// what next returns from now on; ErrNotLive once ended.
+func (c *chanSubscriber) handover(next func(buffered []Event) Subscriber) error {
+	if c.closed || c.next != nil {
+		return ErrNotLive
+	}
+	buffered := make([]Event, 0, len(c.events))
+	for len(c.events) > 0 {
+		buffered = append(buffered, <-c.events)
+	}
+	c.next = next(buffered)
+	c.events = nil // the buffer's memory goes; Events is not read any more
+	return nil
 }
 
 // Deliver hands ev over without blocking. A full buffer means the
@@ -51,6 +113,9 @@ type chanSubscriber struct {
 // ErrSlowSubscriber) rather than being allowed to hold the publisher or
 // grow memory.
 func (c *chanSubscriber) Deliver(ev Event) bool {
+	if c.next != nil {
+		return c.next.Deliver(ev)
+	}
 	if c.closed {
 		return false
 	}
@@ -69,5 +134,9 @@ func (c *chanSubscriber) End(err error) {
 	}
 	c.closed = true
 	c.err = err
+	if c.next != nil {
+		c.next.End(err)
+		return
+	}
 	close(c.events)
 }

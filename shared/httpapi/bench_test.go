@@ -82,26 +82,34 @@ func BenchmarkFanout(b *testing.B) {
 // ratio (ours/raw deliveries per second) is the figure the README quotes.
 func BenchmarkFanoutVsRawTCP(b *testing.B) {
 	for _, n := range []int{1000, 4000} {
-		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
-			br := broker.NewMemory(broker.Options{})
-			defer br.Close()
-			// As the local server runs it: streams detached (Config.Streams).
-			var streams Streams
-			done := make(chan struct{})
-			srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, Config{Done: done, Streams: &streams}))
-			defer srv.Close()
-			defer streams.Wait()
-			defer close(done)
-			var ours, raw time.Duration
-			for range b.N {
-				ours += oursOnce(b, srv.URL, br, n)
-				raw += rawOnce(b, n)
+		for _, registered := range []bool{true, false} {
+			mode := "registered" // as the local server runs it (Config.Sockets)
+			if !registered {
+				mode = "in-handler"
 			}
-			events := float64(n * len(lifecycle) * b.N)
-			b.ReportMetric(events/ours.Seconds(), "ours-deliveries/s")
-			b.ReportMetric(events/raw.Seconds(), "raw-deliveries/s")
-			b.ReportMetric(raw.Seconds()/ours.Seconds(), "ratio")
-		})
+			b.Run(fmt.Sprintf("subs=%d/%s", n, mode), func(b *testing.B) {
+				br := broker.NewMemory(broker.Options{})
+				defer br.Close()
+				done := make(chan struct{})
+				cfg := Config{Done: done, Streams: &Streams{}}
+				if registered {
+					withSockets(b, &cfg)
+				}
+				srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, cfg))
+				defer srv.Close()
+				defer cfg.Streams.Wait()
+				defer close(done)
+				var ours, raw time.Duration
+				for range b.N {
+					ours += oursOnce(b, srv.URL, br, n)
+					raw += rawOnce(b, n)
+				}
+				events := float64(n * len(lifecycle) * b.N)
+				b.ReportMetric(events/ours.Seconds(), "ours-deliveries/s")
+				b.ReportMetric(events/raw.Seconds(), "raw-deliveries/s")
+				b.ReportMetric(raw.Seconds()/ours.Seconds(), "ratio")
+			})
+		}
 	}
 }
 
@@ -198,7 +206,7 @@ func rawOnce(b *testing.B, n int) time.Duration {
 }
 
 // BenchmarkIdleStreamMemory measures what an idle stream costs the server,
-// in its handler and detached (Config.Streams): n streams over loopback TCP, opened by clients that hold their sockets
+// in its handler and registered (Config.Sockets): n streams over loopback TCP, opened by clients that hold their sockets
 // without a goroutine (as the raw side does), heap and stacks measured after
 // a GC. raw-B/stream is the same sockets accepted and held by a bare
 // listener: the clients' and the kernel-facing share, the same on both
@@ -222,7 +230,7 @@ func BenchmarkIdleStreamMemory(b *testing.B) {
 	for _, detach := range []bool{false, true} {
 		name := "in-handler"
 		if detach {
-			name = "detached"
+			name = "registered"
 		}
 		b.Run(name, func(b *testing.B) { benchIdleStreamMemory(b, n, detach, inUse, &stacks, request) })
 	}
@@ -258,11 +266,10 @@ func benchIdleStreamMemory(b *testing.B, n int, detach bool, inUse func() int64,
 		ln.Close()
 
 		br := broker.NewMemory(broker.Options{})
-		var streams Streams
 		done := make(chan struct{})
-		cfg := Config{Done: done}
+		cfg := Config{Done: done, Streams: &Streams{}}
 		if detach {
-			cfg.Streams = &streams
+			withSockets(b, &cfg)
 		}
 		srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, cfg))
 		before = inUse()
@@ -291,7 +298,7 @@ func benchIdleStreamMemory(b *testing.B, n int, detach bool, inUse func() int64,
 			c.Close()
 		}
 		close(done)
-		streams.Wait()
+		cfg.Streams.Wait()
 		srv.Close()
 		br.Close()
 		b.ReportMetric(ours, "ours-B/stream")

@@ -2,12 +2,15 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,14 +20,30 @@ import (
 
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/order"
+	"github.com/orderstream/orderstream/shared/sockets"
 	"github.com/orderstream/orderstream/shared/sse"
 )
 
-// Streams that leave their handler (Config.Streams) must behave exactly as
-// streams that stay: these tests run what differs, both ways.
+// Streams held as registered sockets (Config.Sockets) must behave exactly as
+// streams that stay in their handlers: these tests run what differs, both
+// ways.
 
-// detachServer serves b with cfg, detaching streams when detach is set; its
-// cleanup ends the streams and waits for every detached one to finish.
+// withSockets sets cfg up to register its streams, as the local server
+// does: a registry with cfg's heartbeat and write timeout, and Streams to
+// wait for them; the cleanup closes the registry after they have ended.
+func withSockets(t testing.TB, cfg *Config) {
+	t.Helper()
+	reg, err := sockets.New(SocketOptions(*cfg))
+	if err != nil {
+		t.Fatalf("sockets registry: %v", err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	cfg.Sockets = reg
+	cfg.Streams = &Streams{}
+}
+
+// detachServer serves b with cfg, registering streams when detach is set;
+// its cleanup ends the streams and waits for every registered one to end.
 func detachServer(t *testing.T, b broker.Broker, cfg Config, detach bool, wrap func(net.Listener) net.Listener) (*httptest.Server, *syncBuffer, *Streams) {
 	t.Helper()
 	logs := &syncBuffer{}
@@ -32,8 +51,8 @@ func detachServer(t *testing.T, b broker.Broker, cfg Config, detach bool, wrap f
 	cfg.Done = done
 	var streams *Streams
 	if detach {
-		streams = &Streams{}
-		cfg.Streams = streams
+		withSockets(t, &cfg)
+		streams = cfg.Streams
 	}
 	srv := httptest.NewUnstartedServer(NewServer(slog.New(slog.NewTextHandler(logs, nil)), b, cfg))
 	if wrap != nil {
@@ -54,7 +73,7 @@ func bothWays(t *testing.T, test func(t *testing.T, detach bool)) {
 	for _, detach := range []bool{false, true} {
 		name := "in-handler"
 		if detach {
-			name = "detached"
+			name = "registered"
 		}
 		t.Run(name, func(t *testing.T) { test(t, detach) })
 	}
@@ -76,6 +95,10 @@ func TestDetachedStreamDeliversAndEnds(t *testing.T) {
 		if res.Close != detach {
 			t.Errorf("Connection: close is %v, want %v", res.Close, detach)
 		}
+		if detach && len(res.TransferEncoding) != 0 {
+			// The body ends with the connection: plain SSE, no chunks.
+			t.Errorf("a registered stream answered with Transfer-Encoding %v", res.TransferEncoding)
+		}
 		dec := sse.NewDecoder(res.Body)
 		beats := 0
 		dec.OnComment = func(string) { beats++ }
@@ -92,7 +115,7 @@ func TestDetachedStreamDeliversAndEnds(t *testing.T) {
 		for {
 			m, err := dec.Next()
 			if err == io.EOF {
-				break // a clean end: the last chunk, not a cut connection
+				break // a clean end, not a cut connection
 			}
 			if err != nil {
 				t.Fatalf("the stream ended with %v, want a clean end", err)
@@ -160,8 +183,9 @@ func TestDetachedClientLeaves(t *testing.T) {
 }
 
 // TestStalledReaderIsCutOff: a client that stops reading fills the socket
-// buffers; the write deadline then ends its stream, and publishers are never
-// held up.
+// buffers; the write deadline then ends its stream, while the other
+// subscribers of its order get every event as it is published, and
+// publishers are never held up.
 func TestStalledReaderIsCutOff(t *testing.T) {
 	bothWays(t, func(t *testing.T, detach bool) {
 		b := broker.NewMemory(broker.Options{SubscriberBuffer: 1})
@@ -171,6 +195,28 @@ func TestStalledReaderIsCutOff(t *testing.T) {
 			WriteTimeout:      200 * time.Millisecond,
 		}, detach, func(l net.Listener) net.Listener { return smallBufferListener{l} })
 		id := uuid.New()
+		path := "/orders/" + id.String() + "/stream"
+		var readers []<-chan sse.Message
+		for range 3 {
+			res, err := http.Get(srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			msgs := make(chan sse.Message, 16)
+			go func() { // ends when the stream does (the cleanup ends it)
+				defer close(msgs)
+				dec := sse.NewDecoder(res.Body)
+				for {
+					m, err := dec.Next()
+					if err != nil {
+						return
+					}
+					msgs <- m
+				}
+			}()
+			readers = append(readers, msgs)
+		}
 		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 			return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
 		}}
@@ -179,17 +225,90 @@ func TestStalledReaderIsCutOff(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		io.WriteString(conn, "GET /orders/"+id.String()+"/stream HTTP/1.1\r\nHost: x\r\n\r\n")
-		// The request's log line is written when the stream has ended.
-		waitFor(t, "the stalled stream to be cut off", func() bool {
-			return strings.Contains(logs.String(), "path=/orders/"+id.String()+"/stream")
-		})
-		for _, s := range []order.Status{order.Created, order.PaymentConfirmed, order.Packed} {
-			if _, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: s}); err != nil {
+		io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		cut := func() bool { return strings.Count(logs.String(), "path="+path) == 1 }
+		// Events go out while the stalled stream fills up and is cut, and
+		// after: each reaches every reader that reads, at once (the bound is
+		// generous only for a loaded machine).
+		for _, s := range []order.Status{order.Created, order.PaymentConfirmed, order.Packed, order.Shipped} {
+			ev, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: s})
+			if err != nil {
 				t.Fatal(err)
 			}
+			for i, msgs := range readers {
+				select {
+				case m := <-msgs:
+					if m.ID != ev.ID {
+						t.Fatalf("reader %d got event %s, want %s", i, m.ID, ev.ID)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("reader %d did not get %v while a stalled reader was open (cut: %v)", i, s, cut())
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
+		// The request's log line is written when the stalled stream has ended.
+		waitFor(t, "the stalled stream to be cut off", cut)
 	})
+}
+
+// TestRegisteredCyclesLeakNothing opens and drops ten thousand registered
+// streams: no descriptor, goroutine or registry entry is left behind.
+func TestRegisteredCyclesLeakNothing(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	cfg := Config{HeartbeatInterval: time.Hour}
+	withSockets(t, &cfg)
+	reg := cfg.Sockets
+	srv, _, _ := detachServer(t, b, cfg, false, nil) // cfg already registers
+	id := uuid.New()
+	b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
+	request := []byte("GET /orders/" + id.String() + "/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	buf := make([]byte, 4096)
+	cycle := func() {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Write(request)
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		got := 0
+		for !bytes.Contains(buf[:got], []byte(`"Created"`)) { // head, retry: and the history
+			n, err := conn.Read(buf[got:])
+			if err != nil {
+				t.Fatalf("stream: %v after %q", err, buf[:got])
+			}
+			got += n
+		}
+	}
+	fds := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	for range 50 {
+		cycle()
+	}
+	waitFor(t, "the warm-up streams to close", func() bool { return reg.Stats().Registered == 0 })
+	goroutines, descriptors := settled(), fds()
+	const cycles = 10_000
+	for range cycles {
+		cycle()
+	}
+	waitFor(t, "every stream to leave the registry, its goroutines and descriptors", func() bool {
+		return reg.Stats().Registered == 0 && settled() <= goroutines+3 && fds() <= descriptors+3
+	})
+	if st := reg.Stats(); st.Gone < cycles {
+		t.Fatalf("registry saw %d clients go, want at least %d", st.Gone, cycles)
+	}
+}
+
+func settled() int {
+	time.Sleep(20 * time.Millisecond)
+	return runtime.NumGoroutine()
 }
 
 // TestDetachedStreamsEndAtShutdown: closing Done ends detached streams with
@@ -198,8 +317,10 @@ func TestDetachedStreamsEndAtShutdown(t *testing.T) {
 	b := broker.NewMemory(broker.Options{})
 	defer b.Close()
 	done := make(chan struct{})
-	streams := &Streams{}
-	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, Config{Done: done, Streams: streams}))
+	cfg := Config{Done: done}
+	withSockets(t, &cfg)
+	streams := cfg.Streams
+	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, cfg))
 	defer srv.Close()
 	var bodies []io.ReadCloser
 	for range 20 {
@@ -273,4 +394,49 @@ func TestDetachHTTP10(t *testing.T) {
 	if len(msgs) != 6 || !strings.Contains(msgs[5].Data, `"Delivered"`) {
 		t.Fatalf("HTTP/1.0 stream: %d events in %q", len(msgs), body)
 	}
+}
+
+// TestStreamLifetimeEndsAtFrameBoundary: MaxStreamDuration ends a stream
+// cleanly after whole frames (the client resumes from its last id), and
+// frees its place, both ways.
+func TestStreamLifetimeEndsAtFrameBoundary(t *testing.T) {
+	bothWays(t, func(t *testing.T, detach bool) {
+		b := broker.NewMemory(broker.Options{})
+		defer b.Close()
+		srv, _, _ := detachServer(t, b, Config{
+			HeartbeatInterval:   5 * time.Millisecond,
+			MaxStreamDuration:   300 * time.Millisecond,
+			MaxStreamsPerClient: 1,
+		}, detach, nil)
+		id := uuid.New()
+		b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
+		for range 2 { // the second is let in once the first has ended
+			res, err := http.Get(srv.URL + "/orders/" + id.String() + "/stream")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("status %d, want 200 once the last stream has ended", res.StatusCode)
+			}
+			body, err := io.ReadAll(res.Body) // ends at MaxStreamDuration
+			res.Body.Close()
+			if err != nil {
+				t.Fatalf("the stream ended with %v, want a clean end", err)
+			}
+			if !strings.HasSuffix(string(body), "\n\n") {
+				t.Fatalf("the stream did not end at a frame boundary: ...%q", body[max(0, len(body)-40):])
+			}
+			if msgs := decodeAll(t, string(body)); len(msgs) != 1 {
+				t.Fatalf("%d events, want the one published", len(msgs))
+			}
+			waitFor(t, "the client's place to be free", func() bool {
+				res, err := http.Head(srv.URL + "/orders/" + id.String() + "/stream")
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Body.Close()
+				return res.StatusCode == http.StatusOK
+			})
+		}
+	})
 }

@@ -36,7 +36,7 @@ func TestPaddingBlock(t *testing.T) {
 
 // TestFlushPadding: with FlushPadding set, every write of a stream (the
 // retry:, each event, each heartbeat) is followed by the padding block, on
-// the handler's writer and on a detached connection alike, and the stream
+// the handler's writer and on a registered socket alike, and the stream
 // still decodes to exactly the events published.
 func TestFlushPadding(t *testing.T) {
 	const n = 2048
@@ -44,7 +44,7 @@ func TestFlushPadding(t *testing.T) {
 	for _, detached := range []bool{false, true} {
 		name := "in handler"
 		if detached {
-			name = "detached"
+			name = "registered"
 		}
 		t.Run(name, func(t *testing.T) {
 			b := broker.NewMemory(broker.Options{})
@@ -52,7 +52,7 @@ func TestFlushPadding(t *testing.T) {
 			done := make(chan struct{})
 			cfg := Config{Done: done, FlushPadding: n, HeartbeatInterval: 30 * time.Millisecond}
 			if detached {
-				cfg.Streams = &Streams{}
+				withSockets(t, &cfg)
 			}
 			srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, cfg))
 			defer srv.Close()

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/sockets"
 )
 
 // Config tunes the streams. Zero fields take the contract's defaults.
@@ -42,14 +43,16 @@ type Config struct {
 	// Drain, when set and begun, fails /healthz and ends the streams spread
 	// over its window (see Drain); Done still ends them all at once.
 	Drain *Drain
-	// Streams, when set, lets live streams on HTTP/1.x connections leave
-	// their handler: each takes its connection over from net/http and goes on
-	// in goroutines of its own, counted in Streams, so that net/http frees
-	// what it keeps per connection while a handler runs (see detach in
-	// stream.go). net/http forgets such connections, so at shutdown the
-	// caller closes Done and then calls Streams.Wait. Nil: streams stay in
-	// their handler.
+	// Streams counts the streams that left their handlers (see Sockets):
+	// net/http forgets their connections, so at shutdown the caller closes
+	// Done and then calls Streams.Wait.
 	Streams *Streams
+	// Sockets, when set (with Done and Streams), holds live HTTP/1.1
+	// streams on plain TCP as registered sockets instead of goroutines (see
+	// register in registered.go); they count in Streams, and end with Done.
+	// The caller closes it after Streams.Wait. Nil: streams stay in their
+	// handlers.
+	Sockets *sockets.Registry
 
 	// Everything below is off when zero, and then the server behaves exactly
 	// as the contract says with nothing added.
@@ -197,8 +200,8 @@ type Streams struct {
 	wg      sync.WaitGroup
 }
 
-// Wait refuses new detached streams and waits until those running end
-// (they end when Config.Done is closed).
+// Wait refuses new streams out of their handlers (they stay in them) and
+// waits until those out end (they end when Config.Done is closed).
 func (s *Streams) Wait() {
 	s.mu.Lock()
 	s.waiting = true
@@ -206,7 +209,7 @@ func (s *Streams) Wait() {
 	s.wg.Wait()
 }
 
-// add counts n goroutines of a detached stream, unless Wait has begun.
+// add counts n streams leaving their handlers, unless Wait has begun.
 func (s *Streams) add(n int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -217,5 +220,5 @@ func (s *Streams) add(n int) bool {
 	return true
 }
 
-// done uncounts n goroutines of a detached stream.
+// done uncounts n streams that were out of their handlers and have ended.
 func (s *Streams) done(n int) { s.wg.Add(-n) }

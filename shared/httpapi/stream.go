@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"runtime/debug"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -65,29 +62,36 @@ func lastEventID(r *http.Request) (broker.EventID, error) {
 }
 
 func handleStream(logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, limits *streamLimits) http.Handler {
+	sockets := newSocketStreams(logger, &cfg, m)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Where it can, a live stream leaves this handler (detach); where it
-		// can't, its goroutine sits in live for as long as the stream is
-		// open. Calls, not one body, keep the frames left on the stack then
-		// small, so the runtime shrinks the stack to 8 KiB instead of 16
-		// (BenchmarkIdleStreamMemory); cfg goes by pointer for the same reason.
+		// Where it can, a live stream leaves this handler for the sockets
+		// registry (register); where it can't, its goroutine sits in live
+		// for as long as the stream is open. Calls, not one body, keep the
+		// frames left on the stack then small, so the runtime shrinks the
+		// stack to 8 KiB instead of 16 (BenchmarkIdleStreamMemory); cfg goes
+		// by pointer for the same reason.
 		st := openStream(logger, b, &cfg, m, limits, w, r)
 		if st == nil {
 			return // answered
 		}
-		detached := false
-		defer func() {
-			if !detached {
-				st.close()
-			}
-		}()
+		if sockets.register(logger, &cfg, st, w, r) {
+			return // the registry's close hook ends it
+		}
+		defer st.close()
 		if !st.begin(&cfg, w, r) {
 			return
 		}
-		if detached = st.detach(logger, &cfg, w, r); !detached {
-			st.live(logger, &cfg, r.Context().Done())
-		}
+		st.live(logger, &cfg, r.Context().Done())
 	})
+}
+
+// frameSink is where a stream writes its whole frames itself, in order: the
+// handler's writer (handlerWriter) for a stream that stays in its handler,
+// or, for one that becomes a registered socket, the connection taken over
+// from net/http, for its head and history (connSink); its live events then
+// go through the registry (registered.Deliver). An error ends the stream.
+type frameSink interface {
+	send(frame []byte) error
 }
 
 // stream is one open event stream.
@@ -95,7 +99,9 @@ type stream struct {
 	id      uuid.UUID
 	sub     *broker.Subscription
 	release func() // gives back the stream's place under the limits
-	w       streamWriter
+	out     frameSink
+	buf     []byte // the frame being encoded (in-handler)
+	padding []byte // Config.FlushPadding's block, sent after each frame
 	m       *metrics
 	opened  bool // counted as an open stream
 }
@@ -126,8 +132,8 @@ func openStream(logger *slog.Logger, b broker.Broker, cfg *Config, m *metrics, l
 		writeBrokerError(logger, m, "subscribe", w, r, err)
 		return nil
 	}
-	return &stream{id: id, sub: sub, release: release, m: m,
-		w: streamWriter{w: w, rc: http.NewResponseController(w), timeout: cfg.WriteTimeout, m: m, padding: cfg.padding}}
+	return &stream{id: id, sub: sub, release: release, m: m, padding: cfg.padding,
+		out: &handlerWriter{w: w, rc: http.NewResponseController(w), timeout: cfg.WriteTimeout, m: m}}
 }
 
 func (st *stream) close() {
@@ -138,6 +144,13 @@ func (st *stream) close() {
 	st.release()
 }
 
+// setHeaders sets the stream's response headers.
+func setHeaders(h http.Header) {
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+}
+
 // begin answers with the stream's headers, the retry: field and the
 // history. It reports whether live events follow.
 //
@@ -145,30 +158,29 @@ func (st *stream) close() {
 func (st *stream) begin(cfg *Config, w http.ResponseWriter, r *http.Request) bool {
 	if st.sub.Finished && len(st.sub.History) == 0 {
 		// The client has seen the end: 204 tells EventSource to stop reconnecting.
-		st.w.w.WriteHeader(http.StatusNoContent)
+		w.WriteHeader(http.StatusNoContent)
 		return false
 	}
-	h := st.w.w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	if canDetach(cfg, w, r) {
-		// The stream will take the connection over (detach): none may
-		// follow on it.
-		h.Set("Connection", "close")
-	}
-	st.w.w.WriteHeader(http.StatusOK)
+	setHeaders(w.Header())
+	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return false
 	}
 	st.m.streamOpened()
 	st.opened = true
-	st.w.buf = sse.AppendRetry(st.w.buf, cfg.retry())
-	if st.w.flush() != nil {
+	return st.history(cfg, nil)
+}
+
+// history sends head (the response head, for a registered stream), the
+// retry: field and the history; it reports whether live events follow.
+func (st *stream) history(cfg *Config, head []byte) bool {
+	st.buf = append(st.buf[:0], head...)
+	st.buf = sse.AppendRetry(st.buf, cfg.retry())
+	if st.flush() != nil {
 		return false
 	}
 	for _, ev := range st.sub.History {
-		if st.w.event(ev, false) != nil {
+		if st.event(ev, false) != nil {
 			return false
 		}
 	}
@@ -205,16 +217,16 @@ func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 			if !ok {
 				// Finished (nil), dropped as too slow, or the broker went
 				// away: end the stream; the client resumes from its last id.
-				st.endedEarly(logger)
+				st.endedEarly(logger, st.sub.Err())
 				return
 			}
-			if st.w.event(ev, true) != nil || ev.Update.Status.Terminal() {
+			if st.event(ev, true) != nil || ev.Update.Status.Terminal() {
 				return
 			}
 			heartbeat.Reset(cfg.HeartbeatInterval)
 		case <-heartbeat.C:
-			st.w.buf = append(st.w.buf, keepAlive...)
-			if st.w.flush() != nil {
+			st.buf = append(st.buf[:0], keepAlive...)
+			if st.flush() != nil {
 				return
 			}
 			heartbeat.Reset(cfg.HeartbeatInterval)
@@ -228,93 +240,12 @@ func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 	}
 }
 
-// canDetach tells whether the stream may take its connection over from
-// net/http: only on HTTP/1.1 (HTTP/2 streams share a connection, and
-// net/http sends HTTP/1.0 bodies unchunked), only if the writer can give
-// the connection up (Lambda's can't), and only when the caller waits for
-// detached streams at shutdown (cfg.Streams).
-func canDetach(cfg *Config, w http.ResponseWriter, r *http.Request) bool {
-	if cfg.Streams == nil || r.ProtoMajor != 1 || r.ProtoMinor < 1 {
-		return false
-	}
-	for {
-		if _, ok := w.(http.Hijacker); ok {
-			return true
-		}
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			return false
-		}
-		w = u.Unwrap()
-	}
-}
-
-// detach hands the live stream to goroutines of its own, on its connection
-// taken over from net/http, and reports whether it did; the handler then
-// returns. While a handler runs, net/http keeps the connection's 4 KiB
-// reader and 4 KiB writer, the handler's 8 KiB stack and a goroutine reading
-// for the client's close: a detached stream keeps a small writing goroutine
-// and a small reading one instead (BenchmarkIdleStreamMemory). net/http had
-// begun a chunked body, so the stream goes on in chunks and ends with the
-// last chunk; the response said Connection: close.
-//
-//go:noinline
-func (st *stream) detach(logger *slog.Logger, cfg *Config, w http.ResponseWriter, r *http.Request) bool {
-	if !canDetach(cfg, w, r) {
-		return false
-	}
-	// Counted before the connection is taken: once it is, net/http's
-	// Shutdown no longer waits for it, and the caller's Wait may begin.
-	if !cfg.Streams.add(2) {
-		return false // shutting down
-	}
-	conn, _, err := st.w.rc.Hijack()
-	if err != nil {
-		cfg.Streams.done(2)
-		return false
-	}
-	logLine := detachLine(w, r)
-	st.w.detach(conn)
-	gone := make(chan struct{})
-	go func() {
-		defer cfg.Streams.done(1)
-		defer close(gone)
-		// The client sends nothing more; a read ends when it closes the
-		// connection (or live does).
-		var b [64]byte
-		for {
-			if _, err := conn.Read(b[:]); err != nil {
-				return
-			}
-		}
-	}()
-	go func() {
-		defer cfg.Streams.done(1)
-		defer func() {
-			if v := recover(); v != nil {
-				// net/http's recovery no longer covers this goroutine: a
-				// panic ends this stream only (the client resumes), never
-				// the process.
-				logger.Error("panic in a stream", "order", st.id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			}
-			conn.Close()
-			st.close()
-			if logLine != nil {
-				logLine(st.w.sent)
-			}
-		}()
-		st.live(logger, cfg, gone)
-		st.w.endChunked()
-	}()
-	return true
-}
-
 // endedEarly says why the broker ended the subscription, if not because
 // the order finished.
 //
 //go:noinline
-func (st *stream) endedEarly(logger *slog.Logger) {
-	switch err := st.sub.Err(); {
+func (st *stream) endedEarly(logger *slog.Logger, err error) {
+	switch {
 	case errors.Is(err, broker.ErrSlowSubscriber):
 		st.m.subscriberDropped("buffer")
 		logger.Info("stream ended early", "order", st.id, "reason", err)
@@ -326,97 +257,61 @@ func (st *stream) endedEarly(logger *slog.Logger) {
 	}
 }
 
-// streamWriter sends whole SSE frames: one Write and one flush each, under a
-// per-write deadline, so that a client that stops reading is cut off after
-// cfg.WriteTimeout instead of pinning the handler (and the server-wide
-// WriteTimeout, meant for short requests, never cuts a healthy stream).
-type streamWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-	buf     []byte
-	m       *metrics
-	padding []byte // Config.FlushPadding's block, sent after each write
-
-	// Once detached: the connection, taken over from net/http mid-way
-	// through a chunked body, the chunk being framed, and the bytes of
-	// frames sent since (for the request log).
-	conn  net.Conn
-	chunk []byte
-	sent  int64
-}
-
-// detach makes the writer write to conn, in HTTP/1.1 chunks.
-func (s *streamWriter) detach(conn net.Conn) {
-	s.w, s.rc, s.conn = nil, nil, conn
+// appendEvent encodes ev as one frame, with the padding after it.
+func appendEvent(b []byte, ev broker.Event, padding []byte) ([]byte, error) {
+	b, err := sse.AppendMessage(b, sse.Message{ID: ev.ID, Event: eventType, Data: ev.Data})
+	if err != nil {
+		return b, err // cannot happen for a broker's events; ending the stream is the safe answer
+	}
+	return append(b, padding...), nil
 }
 
 // event sends ev; live says it was just published (not history), so its
 // delivery latency is worth recording.
-func (s *streamWriter) event(ev broker.Event, live bool) error {
+func (st *stream) event(ev broker.Event, live bool) error {
 	var err error
-	s.buf, err = sse.AppendMessage(s.buf, sse.Message{ID: ev.ID, Event: eventType, Data: ev.Data})
-	if err != nil {
-		return err // cannot happen for a broker's events; ending the stream is the safe answer
-	}
-	if err := s.flush(); err != nil {
+	if st.buf, err = appendEvent(st.buf[:0], ev, st.padding); err != nil {
 		return err
 	}
-	s.m.eventDelivered(ev.Update.Timestamp, live)
+	if err := st.out.send(st.buf); err != nil {
+		return err
+	}
+	st.m.eventDelivered(ev.Update.Timestamp, live)
 	return nil
 }
 
-func (s *streamWriter) flush() error {
-	s.buf = append(s.buf, s.padding...)
-	if s.conn != nil {
-		return s.flushChunk()
-	}
+// flush sends what is in buf, with the padding after it.
+func (st *stream) flush() error {
+	st.buf = append(st.buf, st.padding...)
+	return st.out.send(st.buf)
+}
+
+// handlerWriter sends a stream's frames through its handler's writer: one
+// Write and one flush each, under a per-write deadline, so that a client
+// that stops reading is cut off after cfg.WriteTimeout instead of pinning
+// the handler (and the server-wide WriteTimeout, meant for short requests,
+// never cuts a healthy stream).
+type handlerWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	m       *metrics
+}
+
+func (h *handlerWriter) send(frame []byte) error {
 	// Writers without deadlines or flushing (Lambda's streaming response
 	// writes through at once) answer ErrNotSupported: that's fine.
-	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := h.rc.SetWriteDeadline(time.Now().Add(h.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
-	_, err := s.w.Write(s.buf)
-	s.buf = s.buf[:0]
-	if err != nil {
+	if _, err := h.w.Write(frame); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			s.m.subscriberDropped("write_timeout")
+			h.m.subscriberDropped("write_timeout")
 		}
 		return err
 	}
-	if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := h.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
-	return nil
-}
-
-// flushChunk sends what is buffered as one chunk on the detached connection.
-func (s *streamWriter) flushChunk() error {
-	s.chunk = strconv.AppendInt(s.chunk[:0], int64(len(s.buf)), 16)
-	s.chunk = append(s.chunk, "\r\n"...)
-	s.chunk = append(s.chunk, s.buf...)
-	s.chunk = append(s.chunk, "\r\n"...)
-	n := len(s.buf)
-	s.buf = s.buf[:0]
-	return s.writeConn(s.chunk, int64(n))
-}
-
-// endChunked ends the detached body with the last chunk, so that the client
-// sees a clean end rather than a cut connection.
-func (s *streamWriter) endChunked() {
-	s.writeConn([]byte("0\r\n\r\n"), 0)
-}
-
-func (s *streamWriter) writeConn(b []byte, payload int64) error {
-	if err := s.conn.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil {
-		return err
-	}
-	if _, err := s.conn.Write(b); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			s.m.subscriberDropped("write_timeout")
-		}
-		return err
-	}
-	s.sent += payload
 	return nil
 }

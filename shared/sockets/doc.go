@@ -70,18 +70,23 @@
 // it here keeps the write path, the parking rules and the close hook in one
 // place the service's tests cover.
 //
-// # How the service hands a stream over (not wired yet)
+// # How the service hands a stream over
 //
-// The local server's stream handler, for an HTTP/1.1 request on a plain TCP
-// connection, subscribes, hijacks the connection, writes a response head
-// with "Connection: close" and no Transfer-Encoding (the body then ends
-// with the connection, so every byte after the head is plain SSE, no chunk
-// framing), writes the history and flushes, and calls Register with an
-// onClose that unsubscribes and frees the per-client place. The broker's
-// fan-out hub then holds the Socket as a subscriber and hands each frame to
-// Broadcast with its copy-on-write subscriber list. Lambda's writer, HTTP/2
-// (no hijack) and HTTP/1.0 streams, and every stream where New returned
-// ErrUnsupported or Register failed, stay in their handlers as today.
+// The local server's stream handler (shared/httpapi/registered.go), for an
+// HTTP/1.1 GET on a plain TCP connection, subscribes, hijacks the
+// connection, writes a response head with "Connection: close" and no
+// Transfer-Encoding (the body then ends with the connection, so every byte
+// after the head is plain SSE, no chunk framing), writes the retry: and the
+// history, and calls Register with an onClose that unsubscribes and frees
+// the stream's places. It then hands its subscription over
+// (broker.Subscription.Handover) to a subscriber that Sends each event's
+// frame, encoded once per event, to the Socket. (Broadcast with a
+// copy-on-write subscriber list is not used yet: the hub delivers to one
+// subscriber at a time.) Lambda's writer, HTTP/2
+// (no hijack), HTTP/1.0 and TLS streams, and every stream where New
+// returned ErrUnsupported, stay in their handlers. A stream whose Register
+// fails (the registry closing at shutdown) ends after its history, and its
+// client resumes from its last event id.
 //
 // # Other systems
 //

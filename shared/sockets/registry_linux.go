@@ -620,7 +620,7 @@ func (r *Registry) tickAt(now int64, due []*Socket) []*Socket {
 		}
 	}
 	for w, socks := range batches {
-		w.push(job{frame: keepAlive, socks: socks, heartbeat: true})
+		w.push(job{frame: r.opts.KeepAlive, socks: socks, heartbeat: true})
 	}
 	clear(due)
 	return due

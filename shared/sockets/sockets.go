@@ -18,6 +18,9 @@ type Options struct {
 	MaxPending int
 	// Writers is how many goroutines write frames (default GOMAXPROCS).
 	Writers int
+	// KeepAlive is the heartbeat's bytes (default ": keep-alive\n\n"); a
+	// caller that pads every write (FLUSH_PADDING) pads it too.
+	KeepAlive []byte
 }
 
 func (o Options) withDefaults(procs int) Options {
@@ -32,6 +35,9 @@ func (o Options) withDefaults(procs int) Options {
 	}
 	if o.Writers <= 0 {
 		o.Writers = max(1, procs)
+	}
+	if len(o.KeepAlive) == 0 {
+		o.KeepAlive = keepAlive
 	}
 	return o
 }

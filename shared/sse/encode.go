@@ -2,7 +2,6 @@ package sse
 
 import (
 	"errors"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,54 +110,4 @@ func AppendComment(b []byte, text string) []byte {
 	b = append(b, ": "...)
 	b = append(b, text...)
 	return append(b, '\n')
-}
-
-// maxRetained bounds the buffer an Encoder keeps between frames, so one
-// large frame does not pin its memory for the life of a long-lived stream.
-const maxRetained = 64 << 10
-
-// Encoder writes frames to an io.Writer. Each frame is written with a single
-// Write call, so an unbuffered writer (such as a Lambda streaming response)
-// sends one chunk per frame and never a partial one. The Encoder does not
-// flush; an http.ResponseWriter still needs a Flush after each frame. It is
-// not safe for concurrent use.
-type Encoder struct {
-	w   io.Writer
-	buf []byte
-}
-
-// NewEncoder returns an Encoder writing to w.
-func NewEncoder(w io.Writer) *Encoder {
-	return &Encoder{w: w}
-}
-
-// Encode writes m as one frame. An invalid m writes nothing and returns the
-// error from AppendMessage.
-func (e *Encoder) Encode(m Message) error {
-	b, err := AppendMessage(e.buf[:0], m)
-	if err != nil {
-		return err
-	}
-	return e.write(b)
-}
-
-// Retry writes a frame setting the client's reconnection time.
-func (e *Encoder) Retry(d time.Duration) error {
-	return e.write(AppendRetry(e.buf[:0], d))
-}
-
-// Comment writes text as comment lines, which clients ignore; useful as a
-// keep-alive.
-func (e *Encoder) Comment(text string) error {
-	return e.write(AppendComment(e.buf[:0], text))
-}
-
-func (e *Encoder) write(b []byte) error {
-	if cap(b) <= maxRetained {
-		e.buf = b
-	} else {
-		e.buf = nil
-	}
-	_, err := e.w.Write(b)
-	return err
 }

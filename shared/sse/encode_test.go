@@ -2,7 +2,6 @@ package sse
 
 import (
 	"errors"
-	"io"
 	"testing"
 	"time"
 )
@@ -80,66 +79,10 @@ func TestAppendComment(t *testing.T) {
 	}
 }
 
-type recordingWriter struct {
-	writes []string
-	err    error
-}
-
-func (w *recordingWriter) Write(p []byte) (int, error) {
-	if w.err != nil {
-		return 0, w.err
-	}
-	w.writes = append(w.writes, string(p))
-	return len(p), nil
-}
-
-func TestEncoderOneWritePerFrame(t *testing.T) {
-	w := &recordingWriter{}
-	e := NewEncoder(w)
-	steps := []struct {
-		do  func() error
-		err error
-	}{
-		{func() error { return e.Retry(2 * time.Second) }, nil},
-		{func() error { return e.Comment("a\nb") }, nil},
-		{func() error { return e.Encode(Message{ID: "1", Data: "x\ny"}) }, nil},
-		{func() error { return e.Encode(Message{Data: "bad\r"}) }, ErrInvalidData},
-		{func() error { return e.Encode(Message{Event: "e"}) }, nil},
-	}
-	for i, s := range steps {
-		if err := s.do(); !errors.Is(err, s.err) {
-			t.Fatalf("step %d: err = %v, want %v", i, err, s.err)
-		}
-	}
-	want := []string{
-		"retry: 2000\n\n",
-		": a\n: b\n",
-		"id: 1\ndata: x\ndata: y\n\n",
-		"event: e\ndata: \n\n",
-	}
-	if len(w.writes) != len(want) {
-		t.Fatalf("got %d writes %q, want %q", len(w.writes), w.writes, want)
-	}
-	for i := range want {
-		if w.writes[i] != want[i] {
-			t.Errorf("write %d = %q, want %q", i, w.writes[i], want[i])
-		}
-	}
-
-	w.err = io.ErrClosedPipe
-	if err := e.Encode(Message{Data: "x"}); err != io.ErrClosedPipe {
-		t.Errorf("Encode on failing writer: err = %v, want %v", err, io.ErrClosedPipe)
-	}
-}
-
 func TestEncodeDoesNotAllocate(t *testing.T) {
 	m := Message{ID: "123", Event: "order.updated", Data: benchData}
 	buf := make([]byte, 0, 512)
 	if n := testing.AllocsPerRun(100, func() { buf, _ = AppendMessage(buf[:0], m) }); n != 0 {
 		t.Errorf("AppendMessage: %v allocs per run, want 0", n)
-	}
-	e := NewEncoder(io.Discard)
-	if n := testing.AllocsPerRun(100, func() { _ = e.Encode(m) }); n != 0 {
-		t.Errorf("Encoder.Encode: %v allocs per run, want 0", n)
 	}
 }

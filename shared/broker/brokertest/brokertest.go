@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,6 +55,8 @@ func Run(t *testing.T, open Open) {
 		{"IdempotencyKeyForAnotherStatus", testIdempotencyKeyConflict},
 		{"ConcurrentRetriesMakeOneEvent", testConcurrentRetries},
 		{"MalformedIdempotencyKey", testMalformedKey},
+		{"HandoverLosesNothing", testHandover},
+		{"HandoverAfterEnd", testHandoverAfterEnd},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
@@ -647,5 +650,150 @@ func testMalformedKey(t *testing.T, open Open) {
 	}
 	if _, err := b.Latest(context.Background(), id); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("a refused key made the order exist: %v", err)
+	}
+}
+
+// recorder is a Subscriber that keeps what it is handed; the hub calls it
+// under its lock, the test reads it under mu once it has ended.
+type recorder struct {
+	mu    sync.Mutex
+	got   []broker.Event
+	ended chan error // one value: End's err
+}
+
+func (r *recorder) Deliver(ev broker.Event) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, ev)
+	return true
+}
+
+func (r *recorder) End(err error) { r.ended <- err }
+
+func (r *recorder) events() []broker.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]broker.Event(nil), r.got...)
+}
+
+// testHandover hands subscriptions over to another Subscriber while
+// publishers race them, on many orders at once: every subscriber sees each
+// order's events once and in order, across history, the channel, the
+// buffered events Handover passes on and what the new Subscriber gets.
+func testHandover(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	const orders, subscribers = 8, 25
+	var wg sync.WaitGroup
+	var handedOver atomic.Int64 // live handovers, not ErrNotLive
+	defer func() {
+		if handedOver.Load() == 0 {
+			t.Error("no subscription was live when handed over: the test proved nothing")
+		}
+	}()
+	for range orders {
+		id := uuid.New()
+		start := make(chan struct{})
+		all := make([]broker.Event, 0, len(happyPath))
+		results := make([][]broker.Event, subscribers)
+		var subs sync.WaitGroup
+		for i := range subscribers {
+			subs.Go(func() {
+				<-start
+				sub, err := b.Subscribe(context.Background(), id, broker.EventID{})
+				if err != nil {
+					t.Errorf("subscribe: %v", err)
+					return
+				}
+				defer sub.Close()
+				got := append([]broker.Event(nil), sub.History...)
+				if sub.Finished {
+					results[i] = got
+					return
+				}
+				// Read some from the channel first (i%3 of them), so the
+				// handover comes at every point of the order's life.
+				if n := min(i%3, len(happyPath)-len(got)); n > 0 {
+					got = append(got, collect(t, sub, n)...)
+				}
+				rec := &recorder{ended: make(chan error, 1)}
+				err = sub.Handover(func(buffered []broker.Event) broker.Subscriber {
+					got = append(got, buffered...)
+					return rec
+				})
+				if errors.Is(err, broker.ErrNotLive) {
+					// Ended first (the order finished): the channel has the rest.
+					results[i] = append(got, collect(t, sub, len(happyPath))...)
+					return
+				}
+				if err != nil {
+					t.Errorf("handover: %v", err)
+					return
+				}
+				handedOver.Add(1)
+				select {
+				case err := <-rec.ended:
+					if err != nil {
+						t.Errorf("handed-over subscriber ended with %v after the order finished", err)
+					}
+				case <-time.After(wait):
+					t.Errorf("handed-over subscriber not ended after the order finished")
+				}
+				results[i] = append(got, rec.events()...)
+			})
+		}
+		wg.Go(func() {
+			close(start)
+			for _, s := range happyPath {
+				all = append(all, publish(t, b, id, s))
+				runtime.Gosched()
+			}
+			subs.Wait()
+			for _, got := range results {
+				sameEvents(t, "subscriber handed over", got, all)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// testHandoverAfterEnd: a subscription already ended refuses the handover
+// and keeps its events; Close after a handover ends the new Subscriber once.
+func testHandoverAfterEnd(t *testing.T, open Open) {
+	b := openBroker(t, open, broker.Options{})
+	id := uuid.New()
+	publish(t, b, id, order.Created)
+	sub := subscribe(t, b, id, broker.EventID{})
+	last := publish(t, b, id, order.Cancelled)
+	sameEvents(t, "before the end", collect(t, sub, 1), []broker.Event{last})
+	if err := expectEnd(t, sub); err != nil {
+		t.Fatalf("Err = %v after the terminal event", err)
+	}
+	called := false
+	err := sub.Handover(func([]broker.Event) broker.Subscriber { called = true; return nil })
+	if !errors.Is(err, broker.ErrNotLive) || called {
+		t.Fatalf("Handover of an ended subscription = %v (next called: %v), want ErrNotLive without calling next", err, called)
+	}
+
+	other := uuid.New()
+	publish(t, b, other, order.Created)
+	live := subscribe(t, b, other, broker.EventID{})
+	rec := &recorder{ended: make(chan error, 2)}
+	if err := live.Handover(func(buffered []broker.Event) broker.Subscriber {
+		if len(buffered) != 0 {
+			t.Errorf("buffered = %v, want none", statuses(buffered))
+		}
+		return rec
+	}); err != nil {
+		t.Fatalf("handover: %v", err)
+	}
+	ev := publish(t, b, other, order.PaymentConfirmed)
+	live.Close()
+	live.Close()
+	if err := <-rec.ended; err != nil {
+		t.Fatalf("End(%v) on Close, want nil", err)
+	}
+	sameEvents(t, "handed over", rec.events(), []broker.Event{ev})
+	if len(rec.ended) != 0 {
+		t.Fatal("End called twice")
 	}
 }
