@@ -47,6 +47,48 @@ type Subscriber interface {
 	End(err error)
 }
 
+// Group delivers one event to several subscribers at once. Subscribers
+// that write to shared writers (sockets registered with one registry) take
+// an event better as one batch, encoded once and handed to each writer
+// once, than one by one. A subscriber joins a group by implementing
+// GroupMember; the hub then hands it each event through its group's
+// DeliverGroup, together with the order's other members of that group,
+// instead of through Deliver.
+type Group interface {
+	// DeliverGroup hands ev to every one of members (each a GroupMember
+	// whose Group is this one), under Subscriber's rules: never block,
+	// never call back. A member cannot refuse an event: one that cannot
+	// take it ends itself its own way (a registered socket is cut and
+	// unsubscribes from its close hook). members is only valid during the
+	// call.
+	DeliverGroup(ev Event, members []Subscriber)
+}
+
+// GroupMember is a Subscriber that the hub delivers to through its Group.
+// Deliver is still used for what a Subscription hands over (Handover's
+// buffered events), End as for any Subscriber.
+type GroupMember interface {
+	Subscriber
+	Group() Group
+}
+
+// groupOf is the group s is delivered through, and the member to name to
+// it; nil for a subscriber delivered one by one. A Subscription's channel
+// subscriber that has been handed over counts as the subscriber it
+// forwards to.
+func groupOf(s Subscriber) (Group, Subscriber) {
+	if c, ok := s.(*chanSubscriber); ok {
+		if c.next == nil {
+			return nil, s
+		}
+		s = c.next
+	}
+	if m, ok := s.(GroupMember); ok {
+		return m.Group(), s
+	}
+	return nil, s
+}
+
 // hubShardCount spreads orders over several locks so that a fan-out to a
 // busy order's subscribers doesn't stall the fan-out to every other order.
 const hubShardCount = 32
@@ -61,6 +103,12 @@ type hubShard struct {
 	mu     sync.Mutex
 	closed bool // once set, add refuses: a subscriber is either ended by close or never added
 	orders map[uuid.UUID]map[Subscriber]*hubSub
+	groups []hubGroup // publish's scratch: one event's members by group, reused
+}
+
+type hubGroup struct {
+	g       Group
+	members []Subscriber
 }
 
 // hubSub is a subscriber's place in its order: the last id it has, as
@@ -119,8 +167,9 @@ func (h *hub) remove(id uuid.UUID, s Subscriber) bool {
 }
 
 // publish delivers ev to its order's subscribers whose position is before
-// it, cutting off those that cannot take it; after a terminal event it ends
-// them all and forgets the order.
+// it, cutting off those that cannot take it, and to group members in one
+// call per group; after a terminal event it ends them all and forgets the
+// order.
 func (h *hub) publish(ev Event) {
 	id := ev.Update.OrderID
 	sh := h.shard(id)
@@ -131,6 +180,11 @@ func (h *hub) publish(ev Event) {
 		if ev.Pos.Compare(hs.pos) <= 0 {
 			continue // it resumed after this one
 		}
+		if g, m := groupOf(s); g != nil {
+			sh.addToGroup(g, m)
+			hs.pos = ev.Pos
+			continue
+		}
 		if !s.Deliver(ev) {
 			delete(subs, s)
 			s.End(ErrSlowSubscriber)
@@ -138,6 +192,14 @@ func (h *hub) publish(ev Event) {
 		}
 		hs.pos = ev.Pos
 	}
+	// Before any End below, so a member's end follows its last event.
+	for i := range sh.groups {
+		gr := &sh.groups[i]
+		gr.g.DeliverGroup(ev, gr.members)
+		clear(gr.members)
+		gr.members = gr.members[:0]
+	}
+	sh.groups = sh.groups[:0]
 	if ev.Update.Status.Terminal() {
 		for s := range subs {
 			s.End(nil)
@@ -147,6 +209,23 @@ func (h *hub) publish(ev Event) {
 	if subs != nil && len(subs) == 0 {
 		delete(sh.orders, id)
 	}
+}
+
+// addToGroup lists m for g's call in this publish.
+func (sh *hubShard) addToGroup(g Group, m Subscriber) {
+	for i := range sh.groups {
+		if sh.groups[i].g == g {
+			sh.groups[i].members = append(sh.groups[i].members, m)
+			return
+		}
+	}
+	if len(sh.groups) < cap(sh.groups) { // reuse a slot's members slice
+		sh.groups = sh.groups[:len(sh.groups)+1]
+		gr := &sh.groups[len(sh.groups)-1]
+		gr.g, gr.members = g, append(gr.members[:0], m)
+		return
+	}
+	sh.groups = append(sh.groups, hubGroup{g: g, members: []Subscriber{m}})
 }
 
 // watchers counts the order's subscribers.

@@ -298,3 +298,94 @@ func TestHubShardsSpread(t *testing.T) {
 		t.Errorf("got %v and %v, want one event each", heldRec.got, freeRec.got)
 	}
 }
+
+// recordingGroup is a Group that hands each event to its members'
+// recorders, and counts its calls and the members named in each.
+type recordingGroup struct {
+	calls   int
+	members []int
+}
+
+func (g *recordingGroup) DeliverGroup(ev Event, members []Subscriber) {
+	g.calls++
+	g.members = append(g.members, len(members))
+	for _, m := range members {
+		gm := m.(*groupMember)
+		if gm.ends > 0 {
+			panic("DeliverGroup after End")
+		}
+		gm.got = append(gm.got, ev.Pos)
+	}
+}
+
+// groupMember is a recorder delivered through its group; Deliver is only
+// for events handed over from a Subscription.
+type groupMember struct {
+	recorder
+	g *recordingGroup
+}
+
+func (m *groupMember) Group() Group { return m.g }
+
+func TestHubDeliversGroupMembersInOneCallPerEvent(t *testing.T) {
+	h := newHub()
+	id := uuid.New()
+	g1, g2 := &recordingGroup{}, &recordingGroup{}
+	var members []*groupMember
+	for i := range 10 {
+		g := g1
+		if i%5 == 4 {
+			g = g2
+		}
+		m := &groupMember{recorder: recorder{capacity: 8}, g: g}
+		members = append(members, m)
+		pos := EventID{}
+		if i == 0 {
+			pos = EventID{MS: 1} // resumed after the first event: skips it
+		}
+		if err := h.add(id, m, pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain := &recorder{capacity: 8}
+	if err := h.add(id, plain, EventID{}); err != nil {
+		t.Fatal(err)
+	}
+	// A Subscription handed over to a member is delivered through the
+	// member's group too.
+	sub := newSubscription(4)
+	if err := h.add(id, sub.live, EventID{}); err != nil {
+		t.Fatal(err)
+	}
+	sub.inHub(h, id)
+	handed := &groupMember{recorder: recorder{capacity: 8}, g: g1}
+	if err := sub.Handover(func(buffered []Event) Subscriber { return handed }); err != nil {
+		t.Fatal(err)
+	}
+	statuses := []order.Status{order.Created, order.PaymentConfirmed, order.Packed, order.Cancelled}
+	for i, s := range statuses {
+		h.publish(hubEvent(t, id, uint64(i+1), s))
+	}
+	if g1.calls != len(statuses) || g2.calls != len(statuses) {
+		t.Errorf("groups called %d and %d times, want %d each (one call per event)", g1.calls, g2.calls, len(statuses))
+	}
+	// g1: members 0-3 and 5-8 and the handed-over one, less member 0 for the first event.
+	if want := []int{8, 9, 9, 9}; fmt.Sprint(g1.members) != fmt.Sprint(want) {
+		t.Errorf("g1 named %v members per call, want %v", g1.members, want)
+	}
+	for i, m := range append(members, handed) {
+		want := len(statuses)
+		if i == 0 {
+			want--
+		}
+		if len(m.got) != want || m.ends != 1 || m.err != nil {
+			t.Errorf("member %d: %d events, %d ends (%v); want %d events, one nil end", i, len(m.got), m.ends, m.err, want)
+		}
+	}
+	if len(plain.got) != len(statuses) || plain.ends != 1 {
+		t.Errorf("plain subscriber: %d events, %d ends", len(plain.got), plain.ends)
+	}
+	if n := h.watchers(id); n != 0 {
+		t.Errorf("%d watchers left after the terminal event", n)
+	}
+}

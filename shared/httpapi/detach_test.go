@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"context"
 	"io"
 	"log/slog"
@@ -99,7 +100,8 @@ func TestDetachedStreamDeliversAndEnds(t *testing.T) {
 			// The body ends with the connection: plain SSE, no chunks.
 			t.Errorf("a registered stream answered with Transfer-Encoding %v", res.TransferEncoding)
 		}
-		dec := sse.NewDecoder(res.Body)
+		body := &countingReader{r: res.Body}
+		dec := sse.NewDecoder(body)
 		beats := 0
 		dec.OnComment = func(string) { beats++ }
 		var got []string
@@ -136,10 +138,23 @@ func TestDetachedStreamDeliversAndEnds(t *testing.T) {
 		}
 		line := logs.String()[strings.Index(logs.String(), path):]
 		line = line[:strings.IndexByte(line, '\n')]
-		if !strings.Contains(line, "status=200") || strings.Contains(line, "bytes=0 ") {
-			t.Errorf("log line %q: want status=200 and the bytes sent", line)
+		// Every body byte counts, heartbeats too, in both modes.
+		if want := fmt.Sprintf("bytes=%d ", body.n); !strings.Contains(line, "status=200") || !strings.Contains(line+" ", want) {
+			t.Errorf("log line %q: want status=200 and %s(the body the client read)", line, want)
 		}
 	})
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 // TestDetachedClientLeaves: a client that goes away frees its subscription
@@ -439,4 +454,72 @@ func TestStreamLifetimeEndsAtFrameBoundary(t *testing.T) {
 			})
 		}
 	})
+}
+
+// panickyHandler is a slog.Handler that panics on the request log line of
+// one path and writes every other record to next.
+type panickyHandler struct {
+	slog.Handler
+	path string
+}
+
+func (h panickyHandler) Handle(ctx context.Context, rec slog.Record) error {
+	if rec.Message == "request" {
+		rec.Attrs(func(a slog.Attr) bool {
+			if a.Key == "path" && a.Value.String() == h.path {
+				panic("boom in the close hook")
+			}
+			return true
+		})
+	}
+	return h.Handler.Handle(ctx, rec)
+}
+
+// A panic in a registered stream's close hook (run by a registry goroutine,
+// outside net/http's recovery) ends that stream only: it is logged, its
+// place is given back, the process and the other streams go on.
+func TestRegisteredCloseHookPanicIsContained(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	doomed, other := uuid.New(), uuid.New()
+	logs := &syncBuffer{}
+	logger := slog.New(panickyHandler{Handler: slog.NewTextHandler(logs, nil), path: "/orders/" + doomed.String() + "/stream"})
+	done := make(chan struct{})
+	cfg := Config{Done: done, MaxSubscribersPerOrder: 1}
+	withSockets(t, &cfg)
+	srv := httptest.NewServer(NewServer(logger, b, cfg))
+	defer srv.Close()
+	defer cfg.Streams.Wait() // the panicking stream was still counted as done
+	defer close(done)
+
+	open := func(id uuid.UUID) (*http.Response, *sse.Decoder) {
+		t.Helper()
+		res, err := http.Get(srv.URL + "/orders/" + id.String() + "/stream")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("stream answered %d", res.StatusCode)
+		}
+		return res, sse.NewDecoder(res.Body)
+	}
+	resDoomed, _ := open(doomed)
+	resOther, decOther := open(other)
+	defer resOther.Body.Close()
+	waitFor(t, "two registered streams", func() bool { return cfg.Sockets.Stats().Registered == 2 })
+	resDoomed.Body.Close() // its close hook runs, and panics writing the log line
+	waitFor(t, "the panic to be logged", func() bool { return strings.Contains(logs.String(), "panic in a stream") })
+	waitFor(t, "the doomed stream's socket to go", func() bool { return cfg.Sockets.Stats().Registered == 1 })
+
+	// Its place under MaxSubscribersPerOrder was given back before the panic.
+	res2, _ := open(doomed)
+	res2.Body.Close()
+	// The other stream still gets its events.
+	if _, err := b.Publish(context.Background(), other, broker.PublishRequest{Status: order.Created}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := decOther.Next()
+	if err != nil || !strings.Contains(m.Data, `"Created"`) {
+		t.Fatalf("the other stream got %q, %v; want its event", m.Data, err)
+	}
 }

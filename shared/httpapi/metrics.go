@@ -151,6 +151,21 @@ func (m *metrics) eventDelivered(accepted time.Time, live bool) {
 	}
 }
 
+// eventsDelivered is eventDelivered for one live event handed to n streams
+// at once.
+func (m *metrics) eventsDelivered(accepted time.Time, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.delivered.Add(float64(n))
+	if !accepted.IsZero() {
+		lat := max(time.Since(accepted), 0).Seconds()
+		for range n { // each stream's delivery is one observation, as in a handler
+			m.latency.Observe(lat)
+		}
+	}
+}
+
 func (m *metrics) subscriberDropped(reason string) {
 	if m != nil {
 		m.dropped.WithLabelValues(reason).Inc()

@@ -2,36 +2,33 @@ package httpapi
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/sockets"
 )
 
 // socketStreams hands live streams to a sockets.Registry (Config.Sockets):
-// once its head and history are written, a stream is a registered socket
-// and a broker subscriber that writes each event's frame to it, with no
-// goroutine of its own. It keeps the registered streams so that the
-// server's drain and shutdown can end them, at a frame boundary, as they
-// end streams in handlers. A nil *socketStreams registers nothing.
+// a stream becomes a registered socket whose first write is its head and
+// history, and a broker subscriber with no goroutine of its own. The
+// socketStreams is those subscribers' broker.Group: the hub hands it each
+// event once for all of an order's registered streams, and it encodes the
+// frame once and broadcasts it to their sockets. It also keeps the
+// registered streams so that the server's drain and shutdown can end
+// them, at a frame boundary, as they end streams in handlers. A nil
+// *socketStreams registers nothing.
 type socketStreams struct {
 	reg     *sockets.Registry
 	logger  *slog.Logger
 	m       *metrics
 	streams *Streams
 	drain   *Drain
-	frames  frameCache
+	padding []byte // Config.FlushPadding's block, after every frame
 
 	mu       sync.Mutex
 	live     map[*registered]struct{}
@@ -48,7 +45,7 @@ func newSocketStreams(logger *slog.Logger, cfg *Config, m *metrics) *socketStrea
 		return nil
 	}
 	s := &socketStreams{reg: cfg.Sockets, logger: logger, m: m, streams: cfg.Streams,
-		drain: cfg.Drain, live: make(map[*registered]struct{})}
+		drain: cfg.Drain, padding: cfg.padding, live: make(map[*registered]struct{})}
 	go s.watch(cfg.Done, cfg.Drain.Begun())
 	return s
 }
@@ -127,6 +124,9 @@ func canRegister(cfg *Config, st *stream, r *http.Request) bool {
 // from net/http: a head with Connection: close and no Transfer-Encoding, so
 // the body ends with the connection and every byte after the head is plain
 // SSE; no chunk framing, nothing that rests on how net/http frames a body.
+// Head, retry: and history are the socket's first write, made by the
+// registry without blocking: one syscall, no deadline to set, and nothing
+// the registry writes later (a heartbeat, an event) can come before them.
 func (s *socketStreams) register(logger *slog.Logger, cfg *Config, st *stream, w http.ResponseWriter, r *http.Request) bool {
 	if s == nil || !canRegister(cfg, st, r) {
 		return false
@@ -145,17 +145,10 @@ func (s *socketStreams) register(logger *slog.Logger, cfg *Config, st *stream, w
 	rs := &registered{set: s, st: st, logger: logger, logLine: detachLine(w, r)}
 	st.m.streamOpened()
 	st.opened = true
-	head := responseHead(w.Header())
-	// Head, retry: and history go out on the connection before it is
-	// registered, so nothing the registry writes (a heartbeat) can come
-	// before them.
-	st.out = &connSink{conn: conn, timeout: cfg.WriteTimeout, rs: rs}
-	if !st.history(cfg, head) {
-		conn.Close()
-		rs.closed(sockets.WriteFailed)
-		return true
-	}
-	rs.sent.Add(-int64(len(head))) // the log line counts the body
+	first := &collectSink{b: responseHead(w.Header())}
+	rs.head = len(first.b) // the log line counts the body
+	st.out = first
+	st.history(cfg, nil) // collectSink never fails, and canRegister saw live events to come
 	c, ok := conn.(sockets.Conn)
 	if !ok {
 		// Hijack gives a *net.TCPConn on a plain listener; a listener that
@@ -163,16 +156,16 @@ func (s *socketStreams) register(logger *slog.Logger, cfg *Config, st *stream, w
 		// resumes from its Last-Event-ID.
 		logger.Warn("stream connection cannot be registered", "order", st.id, "conn", fmt.Sprintf("%T", conn))
 		conn.Close()
-		rs.closed(sockets.WriteFailed)
+		rs.closed(sockets.WriteFailed, 0)
 		return true
 	}
-	sock, err := s.reg.Register(c, rs.closed)
+	sock, err := s.reg.Register(c, first.b, rs.closed)
 	if err != nil {
 		// Closed (shutting down) or out of descriptors: end the stream; the
 		// client resumes elsewhere.
 		logger.Info("stream not registered", "order", st.id, "err", err)
 		conn.Close()
-		rs.closed(sockets.Shutdown)
+		rs.closed(sockets.Shutdown, 0)
 		return true
 	}
 	rs.sock = sock
@@ -212,15 +205,15 @@ func responseHead(h http.Header) []byte {
 }
 
 // registered is a stream held as a registered socket: the broker
-// Subscriber its subscription was handed over to, and the socket's close
-// hook.
+// Subscriber its subscription was handed over to (a member of its
+// socketStreams' Group), and the socket's close hook.
 type registered struct {
 	set     *socketStreams
 	st      *stream
 	sock    *sockets.Socket // set before it is a subscriber or listed
 	logger  *slog.Logger
 	logLine func(more int64)
-	sent    atomic.Int64 // body bytes handed to the socket, for the log line
+	head    int // bytes of the response head, which the log line does not count
 
 	mu       sync.Mutex
 	gone     bool        // closed: not to be listed
@@ -228,15 +221,39 @@ type registered struct {
 	lifetime *time.Timer // MaxStreamDuration's end
 }
 
-// Deliver hands ev's frame to the socket: encoded once per event for all
-// of the instance's subscribers (frameCache), written by the registry's
-// writers, never blocking. It runs under the hub's lock (broker.Subscriber).
+// Group makes rs a member of its socketStreams' group: the hub hands live
+// events to DeliverGroup, once for all of an order's registered streams.
+func (rs *registered) Group() broker.Group { return rs.set }
+
+// DeliverGroup encodes ev's frame once and hands it to every member's
+// socket in one Broadcast: a job per writer, not per stream, written by
+// the registry's writers without blocking. It runs under the hub's lock.
+func (s *socketStreams) DeliverGroup(ev broker.Event, members []broker.Subscriber) {
+	frame, err := appendEvent(nil, ev, s.padding)
+	if err != nil {
+		// Cannot happen for a broker's events; ending the streams is the
+		// safe answer (their clients resume from their last event id).
+		for _, m := range members {
+			m.(*registered).end()
+		}
+		return
+	}
+	socks := make([]*sockets.Socket, len(members)) // kept by the writers: a new slice each time
+	for i, m := range members {
+		socks[i] = m.(*registered).sock
+	}
+	s.reg.Broadcast(frame, socks)
+	s.m.eventsDelivered(ev.Update.Timestamp, len(members))
+}
+
+// Deliver hands one event's frame to the socket: the events a
+// Subscription had buffered when it was handed over (later ones come
+// through DeliverGroup). It runs under the hub's lock (broker.Subscriber).
 func (rs *registered) Deliver(ev broker.Event) bool {
-	frame, err := rs.set.frames.frame(ev, rs.st.padding)
+	frame, err := appendEvent(nil, ev, rs.set.padding)
 	if err != nil {
 		return false // cannot happen for a broker's events: end the stream, the client resumes
 	}
-	rs.sent.Add(int64(len(frame)))
 	rs.sock.Send(frame)
 	rs.st.m.eventDelivered(ev.Update.Timestamp, true)
 	return true
@@ -254,9 +271,10 @@ func (rs *registered) End(err error) {
 func (rs *registered) end() { rs.sock.End(nil) }
 
 // closed is the socket's close hook, called once from a registry
-// goroutine: it unsubscribes, frees the stream's places under the limits,
-// counts it closed, and writes the request's log line.
-func (rs *registered) closed(reason sockets.Reason) {
+// goroutine with the bytes the socket was handed: it unsubscribes, frees
+// the stream's places under the limits, counts it closed, and writes the
+// request's log line.
+func (rs *registered) closed(reason sockets.Reason, sent int64) {
 	defer func() {
 		if v := recover(); v != nil {
 			// net/http's recovery does not cover the registry's goroutines:
@@ -281,62 +299,17 @@ func (rs *registered) closed(reason sockets.Reason) {
 	defer rs.set.streams.done(1)
 	rs.st.close()
 	if rs.logLine != nil {
-		rs.logLine(rs.sent.Load())
+		rs.logLine(max(0, sent-int64(rs.head))) // heartbeats count, as in a handler
 	}
 }
 
-// connSink writes a stream's head and history on the connection taken
-// over from net/http, before it is registered: whole frames under a
-// per-write deadline, as handlerWriter does.
-type connSink struct {
-	conn    net.Conn
-	timeout time.Duration
-	rs      *registered
-}
+// collectSink gathers a registered stream's head, retry: and history into
+// the socket's first write.
+type collectSink struct{ b []byte }
 
-func (c *connSink) send(frame []byte) error {
-	if err := c.conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
-		return err
-	}
-	if _, err := c.conn.Write(frame); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			c.rs.st.m.subscriberDropped("write_timeout")
-		}
-		return err
-	}
-	c.rs.sent.Add(int64(len(frame)))
+func (c *collectSink) send(frame []byte) error {
+	c.b = append(c.b, frame...)
 	return nil
-}
-
-// frameCache encodes each event once for all of an instance's registered
-// subscribers: the hub delivers one order's event to its subscribers one
-// after the other, so the first encodes it and the rest find it in the
-// order's slot. Slots are picked as the hub picks its shards, so orders
-// that share a slot share a hub lock and rarely take turns in it.
-type frameCache struct {
-	slots [64]frameSlot
-}
-
-type frameSlot struct {
-	mu    sync.Mutex
-	order uuid.UUID
-	id    string
-	frame []byte
-}
-
-func (c *frameCache) frame(ev broker.Event, padding []byte) ([]byte, error) {
-	sl := &c.slots[ev.Update.OrderID[15]%uint8(len(c.slots))]
-	sl.mu.Lock()
-	defer sl.mu.Unlock()
-	if sl.order == ev.Update.OrderID && sl.id == ev.ID && sl.frame != nil {
-		return sl.frame, nil
-	}
-	frame, err := appendEvent(nil, ev, padding)
-	if err != nil {
-		return nil, err
-	}
-	sl.order, sl.id, sl.frame = ev.Update.OrderID, ev.ID, frame
-	return frame, nil
 }
 
 // SocketOptions are the options of a registry for cfg's streams: its

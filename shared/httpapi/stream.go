@@ -87,9 +87,10 @@ func handleStream(logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, 
 
 // frameSink is where a stream writes its whole frames itself, in order: the
 // handler's writer (handlerWriter) for a stream that stays in its handler,
-// or, for one that becomes a registered socket, the connection taken over
-// from net/http, for its head and history (connSink); its live events then
-// go through the registry (registered.Deliver). An error ends the stream.
+// or, for one that becomes a registered socket, its head and history,
+// gathered into the socket's first write (collectSink); its live events then
+// go through the registry (socketStreams.DeliverGroup). An error ends the
+// stream.
 type frameSink interface {
 	send(frame []byte) error
 }

@@ -1,6 +1,6 @@
 // Package sockets holds live SSE streams as registered sockets rather than
-// goroutines: a Registry takes over a connected TCP socket once the caller
-// has written its HTTP head and history, and from then on writes the frames
+// goroutines: a Registry takes over a connected TCP socket, makes its first
+// write (the caller's HTTP head and history), and from then on writes the frames
 // it is handed with non-blocking write(2) from a few writers (about one per
 // core), notices through epoll when the client goes, sends heartbeats from a
 // timer wheel, and closes the socket when the stream ends. An idle stream
@@ -74,19 +74,20 @@
 //
 // The local server's stream handler (shared/httpapi/registered.go), for an
 // HTTP/1.1 GET on a plain TCP connection, subscribes, hijacks the
-// connection, writes a response head with "Connection: close" and no
-// Transfer-Encoding (the body then ends with the connection, so every byte
-// after the head is plain SSE, no chunk framing), writes the retry: and the
-// history, and calls Register with an onClose that unsubscribes and frees
-// the stream's places. It then hands its subscription over
-// (broker.Subscription.Handover) to a subscriber that Sends each event's
-// frame, encoded once per event, to the Socket. (Broadcast with a
-// copy-on-write subscriber list is not used yet: the hub delivers to one
-// subscriber at a time.) Lambda's writer, HTTP/2
-// (no hijack), HTTP/1.0 and TLS streams, and every stream where New
-// returned ErrUnsupported, stay in their handlers. A stream whose Register
-// fails (the registry closing at shutdown) ends after its history, and its
-// client resumes from its last event id.
+// connection, and calls Register with a first write of a response head with
+// "Connection: close" and no Transfer-Encoding (the body then ends with the
+// connection, so every byte after the head is plain SSE, no chunk framing),
+// the retry: field and the history, and an onClose that unsubscribes, frees
+// the stream's places and writes its log line with the bytes sent. It then
+// hands its subscription over (broker.Subscription.Handover) to a
+// subscriber that is a member of a broker.Group: the fan-out hub hands each
+// event once to the group for all of an order's registered streams, which
+// encodes the frame once and Broadcasts it to their sockets (one job per
+// writer, not one per stream). Lambda's writer, HTTP/2 (no hijack),
+// HTTP/1.0 and TLS streams, and every stream where New returned
+// ErrUnsupported, stay in their handlers. A stream whose Register fails
+// (the registry closing at shutdown, no descriptor left) ends before its
+// first byte, and its client resumes from its last event id.
 //
 // # Other systems
 //

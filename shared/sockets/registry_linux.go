@@ -95,13 +95,17 @@ func New(opts Options) (*Registry, error) {
 
 func (r *Registry) now() int64 { return int64(time.Since(r.start)) }
 
-// Register takes over c, whose response head and history the caller has
-// already written and flushed: from here on only the Registry writes to it
-// and closes it, and onClose (if not nil) is called once when it closes,
-// with the reason, from a registry goroutine or from Close. onClose must not
-// block for long; it may call Broadcast, Send, End and Register, not Close.
-// On error c is left open and still the caller's.
-func (r *Registry) Register(c Conn, onClose func(Reason)) (*Socket, error) {
+// Register takes over c, on which the caller has written nothing yet or
+// only whole bytes it has flushed: from here on only the Registry writes
+// to it and closes it. first (the response head and history, say) is the
+// socket's first write, before any frame or heartbeat it is handed later;
+// it may be longer than Options.MaxPending (a parked first write still
+// waits at most Options.WriteTimeout). onClose (if not nil) is called once
+// when the socket closes, with the reason and how many bytes it was handed
+// in all (first, frames and heartbeats), from a registry goroutine or from
+// Close. onClose must not block for long; it may call Broadcast, Send, End
+// and Register, not Close. On error c is left open and still the caller's.
+func (r *Registry) Register(c Conn, first []byte, onClose func(reason Reason, sent int64)) (*Socket, error) {
 	fd, err := dup(c)
 	if err != nil {
 		return nil, err
@@ -129,11 +133,16 @@ func (r *Registry) Register(c Conn, onClose func(Reason)) (*Socket, error) {
 		return nil, fmt.Errorf("sockets: epoll_ctl add: %w", err)
 	}
 	r.socks[s.id] = s
+	r.registered.Add(1)
 	r.mu.Unlock()
 	now := r.now()
 	s.lastWrite.Store(now)
+	// The first write is the writer's first job for s, queued before s is
+	// in the wheel, so no heartbeat can go out ahead of it.
+	if len(first) > 0 {
+		s.w.push(job{frame: first, one: s, first: true})
+	}
 	r.wheel.add(s, now+int64(r.opts.Heartbeat))
-	r.registered.Add(1)
 	// The duplicate keeps the socket open; closing c takes the original
 	// descriptor out of Go's poller and frees the net.Conn.
 	_ = c.Close()
@@ -227,7 +236,7 @@ type Socket struct {
 	r         *Registry
 	w         *writer
 	id        uint64
-	onClose   func(Reason)
+	onClose   func(Reason, int64)
 	lastWrite atomic.Int64 // Registry.now of the last bytes handed to the kernel or queued
 	gone      atomic.Bool  // closed: the wheel drops it
 
@@ -236,6 +245,8 @@ type Socket struct {
 	pending     pending
 	parkedSince int64 // Registry.now when parked; 0 when not
 	ending      bool  // End was handled: close once pending drains
+	sent        int64 // bytes handed to the kernel or queued, for onClose
+	firstLeft   int   // bytes of Register's first write still pending: allowed beyond MaxPending
 }
 
 // key puts s's id into an epoll event's data.
@@ -267,9 +278,10 @@ func (s *Socket) release(reason Reason) {
 		return
 	}
 	s.closeLocked(reason)
+	sent := s.sent
 	s.mu.Unlock()
 	if s.onClose != nil {
-		s.onClose(reason)
+		s.onClose(reason, sent)
 	}
 }
 
@@ -278,9 +290,9 @@ func (s *Socket) closeLocked(reason Reason) {
 	if s.parkedSince != 0 {
 		s.unparkLocked(false)
 	}
-	// Closing the only descriptor also leaves the epoll set; the explicit
-	// delete keeps that true even if a child process inherited a copy.
-	_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
+	// Closing the only descriptor also takes it out of the epoll set (the
+	// duplicate is close-on-exec, so no child holds a copy): no
+	// EPOLL_CTL_DEL, one syscall fewer per stream.
 	_ = unix.Close(s.fd)
 	s.fd = -1
 	s.pending = pending{}
@@ -299,13 +311,20 @@ func (s *Socket) closeLocked(reason Reason) {
 	}
 }
 
-// sendLocked hands b to the kernel, or queues it behind pending bytes.
-func (s *Socket) sendLocked(b []byte, now int64) Reason {
+// sendLocked hands b to the kernel, or queues it behind pending bytes, up
+// to MaxPending bytes beyond what is left of the first write (whose
+// remainder, if b is it, is allowed whatever its size).
+func (s *Socket) sendLocked(b []byte, now int64, first bool) Reason {
+	limit := s.r.opts.MaxPending + s.firstLeft
+	if first {
+		limit += len(b)
+	}
 	if len(b) > 0 {
 		s.lastWrite.Store(now)
+		s.sent += int64(len(b))
 	}
 	if !s.pending.empty() {
-		if !s.pending.push(b, s.r.opts.MaxPending) {
+		if !s.pending.push(b, limit) {
 			return TooSlow
 		}
 		return none
@@ -322,8 +341,11 @@ func (s *Socket) sendLocked(b []byte, now int64) Reason {
 		}
 		b = b[n:]
 		if len(b) > 0 {
-			if !s.pending.push(b, s.r.opts.MaxPending) {
+			if !s.pending.push(b, limit) {
 				return TooSlow
+			}
+			if first {
+				s.firstLeft = len(b)
 			}
 			return s.parkLocked(now)
 		}
@@ -347,6 +369,7 @@ func (s *Socket) flushLocked() Reason {
 			return writeError(err)
 		}
 		s.pending.consume(n)
+		s.firstLeft = min(s.firstLeft, s.pending.n)
 	}
 	s.unparkLocked(true)
 	if s.ending {
@@ -422,6 +445,7 @@ type job struct {
 	socks     []*Socket
 	one       *Socket
 	end       bool // with one: close it after frame
+	first     bool // with one: Register's first write, which may pass MaxPending
 	heartbeat bool // count what is written as heartbeats
 }
 
@@ -490,12 +514,12 @@ func (w *writer) drain(last bool) {
 func (w *writer) do(j job) {
 	now := w.r.now()
 	if j.one != nil {
-		j.one.write(j.frame, now, j.end)
+		j.one.write(j.frame, now, j.end, j.first)
 		return
 	}
 	var written uint64
 	for _, s := range j.socks {
-		if s.w == w && s.write(j.frame, now, false) {
+		if s.w == w && s.write(j.frame, now, false, false) {
 			written++
 		}
 	}
@@ -505,7 +529,7 @@ func (w *writer) do(j job) {
 }
 
 // write is a writer's delivery of b to s; false if s is closed.
-func (s *Socket) write(b []byte, now int64, end bool) bool {
+func (s *Socket) write(b []byte, now int64, end, first bool) bool {
 	s.mu.Lock()
 	if s.fd < 0 {
 		s.mu.Unlock()
@@ -516,7 +540,7 @@ func (s *Socket) write(b []byte, now int64, end bool) bool {
 		return true
 	}
 	s.ending = end
-	s.release(s.sendLocked(b, now))
+	s.release(s.sendLocked(b, now, first))
 	return true
 }
 

@@ -73,7 +73,7 @@ func connect(t testing.TB, ln *net.TCPListener, rcvbuf int) (client, server *net
 func register(t testing.TB, r *Registry, server *net.TCPConn) (*Socket, chan Reason) {
 	t.Helper()
 	closed := make(chan Reason, 1)
-	s, err := r.Register(server, func(why Reason) { closed <- why })
+	s, err := r.Register(server, nil, func(why Reason, _ int64) { closed <- why })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +461,7 @@ func TestCloseEndsEverything(t *testing.T) {
 	// Closed: Register refuses and leaves the conn to the caller.
 	c, srv := connect(t, ln, 0)
 	defer c.Close()
-	if _, err := r.Register(srv, nil); !errors.Is(err, ErrClosed) {
+	if _, err := r.Register(srv, nil, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Register after Close: %v, want ErrClosed", err)
 	}
 	if _, err := srv.Write([]byte("still mine")); err != nil {
@@ -472,4 +472,52 @@ func TestCloseEndsEverything(t *testing.T) {
 		t.Errorf("client read %q", got)
 	}
 	r.Close() // twice is fine
+}
+
+// Register's first bytes go out before anything else, even when they are
+// more than MaxPending and the heartbeat is due at once, and the close hook
+// counts every byte the socket was handed: first, frames and heartbeats.
+func TestRegisterWritesFirstBytesFirstAndCountsEveryByte(t *testing.T) {
+	r := newRegistry(t, Options{Heartbeat: 4 * time.Millisecond, MaxPending: 1024})
+	ln := listen(t)
+	client, srv := connect(t, ln, 4096) // a small buffer: most of first waits in pending
+	defer client.Close()
+	first := bytes.Repeat([]byte("h"), 256<<10)
+	type closed struct {
+		why  Reason
+		sent int64
+	}
+	done := make(chan closed, 1)
+	s, err := r.Register(srv, first, func(why Reason, sent int64) { done <- closed{why, sent} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := []byte("data: x\n\n")
+	s.Send(frame)
+	got := readExactly(t, client, len(first))
+	if !bytes.Equal(got, first) {
+		t.Fatalf("the first %d bytes are not Register's first bytes", len(first))
+	}
+	// After first: the frame, with keep-alives around it but never inside it.
+	var rest bytes.Buffer
+	for !bytes.Contains(rest.Bytes(), frame) || !bytes.Contains(rest.Bytes(), keepAlive) {
+		rest.Write(readExactly(t, client, 1))
+	}
+	s.End(nil)
+	_ = client.SetReadDeadline(time.Now().Add(patience))
+	tail, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest.Write(tail)
+	if left := bytes.ReplaceAll(bytes.ReplaceAll(rest.Bytes(), keepAlive, nil), frame, nil); len(left) > 0 {
+		t.Errorf("after the first bytes, %q is neither the frame nor a keep-alive", left)
+	}
+	c := <-done
+	if c.why != Ended {
+		t.Errorf("closed with %v, want %v", c.why, Ended)
+	}
+	if want := int64(len(first) + rest.Len()); c.sent != want {
+		t.Errorf("close hook counted %d bytes, the client read %d", c.sent, want)
+	}
 }

@@ -22,7 +22,9 @@ type Socket struct{}
 func New(Options) (*Registry, error) { return nil, ErrUnsupported }
 
 // Register returns ErrUnsupported and leaves c to the caller.
-func (*Registry) Register(Conn, func(Reason)) (*Socket, error) { return nil, ErrUnsupported }
+func (*Registry) Register(Conn, []byte, func(Reason, int64)) (*Socket, error) {
+	return nil, ErrUnsupported
+}
 
 // Broadcast has no sockets to write to.
 func (*Registry) Broadcast([]byte, []*Socket) {}
