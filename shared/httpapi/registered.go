@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -159,7 +160,10 @@ func (s *socketStreams) register(logger *slog.Logger, cfg *Config, st *stream, w
 		rs.closed(sockets.WriteFailed, 0)
 		return true
 	}
-	sock, err := s.reg.Register(c, first.b, rs.closed)
+	// An order's streams share a writer (sockets.Registration.Affinity):
+	// each of its events is one job for one writer.
+	sock, err := s.reg.Register(c, sockets.Registration{First: first.b, OnClose: rs.closed,
+		Affinity: binary.LittleEndian.Uint64(st.id[8:])>>1 + 1}) // never 0, evenly spread
 	if err != nil {
 		// Closed (shutting down) or out of descriptors: end the stream; the
 		// client resumes elsewhere.

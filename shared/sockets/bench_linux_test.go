@@ -61,7 +61,7 @@ var benchServers = []benchServer{
 		r := newRegistry(b, Options{})
 		socks := make([]*Socket, len(servers))
 		for i, c := range servers {
-			s, err := r.Register(c, nil, nil)
+			s, err := r.Register(c, Registration{})
 			if err != nil {
 				b.Fatal(err)
 			}

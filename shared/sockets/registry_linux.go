@@ -98,24 +98,18 @@ func (r *Registry) now() int64 { return int64(time.Since(r.start)) }
 
 // Register takes over c, on which the caller has written nothing yet or
 // only whole bytes it has flushed: from here on only the Registry writes
-// to it and closes it. first (the response head and history, say) is the
-// socket's first write, before any frame or heartbeat it is handed later;
-// it may be longer than Options.MaxPending (a parked first write still
-// waits at most Options.WriteTimeout). onClose (if not nil) is called once
-// when the socket closes, with the reason and how many bytes it was handed
-// in all (first, frames and heartbeats), from a registry goroutine or from
-// Close. onClose must not block for long; it may call Broadcast, Send, End
-// and Register, not Close. On error c is left open and still the caller's.
-func (r *Registry) Register(c Conn, first []byte, onClose func(reason Reason, sent int64)) (*Socket, error) {
+// to it and closes it (see Registration). On error c is left open and
+// still the caller's.
+func (r *Registry) Register(c Conn, reg Registration) (*Socket, error) {
 	fd, err := dup(c)
 	if err != nil {
 		return nil, err
 	}
 	s := &Socket{
 		r:       r,
-		w:       r.writers[r.nextWriter.Add(1)%uint32(len(r.writers))],
+		w:       r.writerFor(reg.Affinity),
 		id:      r.nextID.Add(1),
-		onClose: onClose,
+		onClose: reg.OnClose,
 		fd:      fd,
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP}
@@ -140,14 +134,22 @@ func (r *Registry) Register(c Conn, first []byte, onClose func(reason Reason, se
 	s.lastWrite.Store(now)
 	// The first write is the writer's first job for s, queued before s is
 	// in the wheel, so no heartbeat can go out ahead of it.
-	if len(first) > 0 {
-		s.w.push(job{frame: first, one: s, first: true})
+	if len(reg.First) > 0 {
+		s.w.push(job{frame: reg.First, one: s, first: true})
 	}
 	r.wheel.add(s, now+int64(r.opts.Heartbeat))
 	// The duplicate keeps the socket open; closing c takes the original
 	// descriptor out of Go's poller and frees the net.Conn.
 	_ = c.Close()
 	return s, nil
+}
+
+// writerFor picks a new socket's writer: by affinity, or in turn.
+func (r *Registry) writerFor(affinity uint64) *writer {
+	if affinity != 0 {
+		return r.writers[affinity%uint64(len(r.writers))]
+	}
+	return r.writers[r.nextWriter.Add(1)%uint32(len(r.writers))]
 }
 
 // dup returns a close-on-exec duplicate of c's descriptor, non-blocking.
@@ -173,20 +175,25 @@ func dup(c Conn) (int, error) {
 }
 
 // Broadcast writes frame to every socket of socks, each after what it was
-// handed before. It never waits for a socket: it appends one job to each
-// writer's queue. frame and socks are kept until written and must not be
-// changed (a copy-on-write subscriber list fits).
+// handed before. It never waits for a socket: it appends one job to the
+// queue of the one writer all of socks share (sockets registered with the
+// same Affinity), or else to every writer's, each then writing to its own
+// sockets among them. frame and socks are kept until written and must not
+// be changed.
 func (r *Registry) Broadcast(frame []byte, socks []*Socket) {
-	switch len(socks) {
-	case 0:
-		return
-	case 1:
-		socks[0].Send(frame)
+	if len(socks) == 0 {
 		return
 	}
-	for _, w := range r.writers {
-		w.push(job{frame: frame, socks: socks})
+	w := socks[0].w
+	for _, s := range socks[1:] {
+		if s.w != w {
+			for _, w := range r.writers {
+				w.push(job{frame: frame, socks: socks})
+			}
+			return
+		}
 	}
+	w.push(job{frame: frame, socks: socks})
 }
 
 // Stats returns the counters.

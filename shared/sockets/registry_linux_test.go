@@ -73,7 +73,7 @@ func connect(t testing.TB, ln *net.TCPListener, rcvbuf int) (client, server *net
 func register(t testing.TB, r *Registry, server *net.TCPConn) (*Socket, chan Reason) {
 	t.Helper()
 	closed := make(chan Reason, 1)
-	s, err := r.Register(server, nil, func(why Reason, _ int64) { closed <- why })
+	s, err := r.Register(server, Registration{OnClose: func(why Reason, _ int64) { closed <- why }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +461,7 @@ func TestCloseEndsEverything(t *testing.T) {
 	// Closed: Register refuses and leaves the conn to the caller.
 	c, srv := connect(t, ln, 0)
 	defer c.Close()
-	if _, err := r.Register(srv, nil, nil); !errors.Is(err, ErrClosed) {
+	if _, err := r.Register(srv, Registration{}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Register after Close: %v, want ErrClosed", err)
 	}
 	if _, err := srv.Write([]byte("still mine")); err != nil {
@@ -488,7 +488,7 @@ func TestRegisterWritesFirstBytesFirstAndCountsEveryByte(t *testing.T) {
 		sent int64
 	}
 	done := make(chan closed, 1)
-	s, err := r.Register(srv, first, func(why Reason, sent int64) { done <- closed{why, sent} })
+	s, err := r.Register(srv, Registration{First: first, OnClose: func(why Reason, sent int64) { done <- closed{why, sent} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,5 +519,58 @@ func TestRegisterWritesFirstBytesFirstAndCountsEveryByte(t *testing.T) {
 	}
 	if want := int64(len(first) + rest.Len()); c.sent != want {
 		t.Errorf("close hook counted %d bytes, the client read %d", c.sent, want)
+	}
+}
+
+// Sockets with one Affinity share a writer, and a Broadcast to them (one
+// job on that writer) reaches each of them in order; different affinities
+// and zero spread over the writers. (A Broadcast over sockets of every
+// writer: TestBroadcastReachesEverySocketInOrder.)
+func TestAffinityPicksTheWriter(t *testing.T) {
+	r := newRegistry(t, Options{Writers: 4})
+	ln := listen(t)
+	reg := func(affinity uint64) (*Socket, *net.TCPConn) {
+		t.Helper()
+		c, srv := connect(t, ln, 0)
+		t.Cleanup(func() { c.Close() })
+		s, err := r.Register(srv, Registration{Affinity: affinity})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, c
+	}
+	var (
+		order   []*Socket
+		clients []*net.TCPConn
+	)
+	for range 20 {
+		s, c := reg(12345)
+		order, clients = append(order, s), append(clients, c)
+	}
+	for _, s := range order[1:] {
+		if s.w != order[0].w {
+			t.Fatal("sockets with one affinity got different writers")
+		}
+	}
+	var want []byte
+	for i := range 50 {
+		f := []byte(fmt.Sprintf("id: %d\ndata: x\n\n", i))
+		want = append(want, f...)
+		r.Broadcast(f, order)
+	}
+	for i, c := range clients {
+		if got := readExactly(t, c, len(want)); !bytes.Equal(got, want) {
+			t.Fatalf("socket %d got the frames out of order or incomplete", i)
+		}
+	}
+	for _, affinity := range []uint64{1, 0} {
+		used := map[*writer]bool{}
+		for a := range uint64(8) {
+			s, _ := reg(affinity * (a + 1))
+			used[s.w] = true
+		}
+		if len(used) != 4 {
+			t.Errorf("8 sockets with affinity %d, %d, ... used %d of 4 writers", affinity, 2*affinity, len(used))
+		}
 	}
 }

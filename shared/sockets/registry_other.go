@@ -22,7 +22,7 @@ type Socket struct{}
 func New(Options) (*Registry, error) { return nil, ErrUnsupported }
 
 // Register returns ErrUnsupported and leaves c to the caller.
-func (*Registry) Register(Conn, []byte, func(Reason, int64)) (*Socket, error) {
+func (*Registry) Register(Conn, Registration) (*Socket, error) {
 	return nil, ErrUnsupported
 }
 
