@@ -145,11 +145,9 @@ func (p problemRouting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // answeredUnrouted answers a request no route takes, as a problem, and
-// reports whether it did. It is apart from ServeHTTP, and never inlined, to
-// keep ServeHTTP's frame small: it stays on the stack under every open
-// stream (see handleStream).
-//
-//go:noinline
+// reports whether it did. It is apart from ServeHTTP to keep ServeHTTP's
+// frame small: it stays on the stack under every stream kept in its
+// handler (TestIdleInHandlerStreamStackStaysSmall).
 func (p problemRouting) answeredUnrouted(w http.ResponseWriter, r *http.Request) bool {
 	// The mux would redirect a path with dot segments or doubled slashes to
 	// its clean form; no path of this API has them, so say so instead.

@@ -66,10 +66,11 @@ func handleStream(logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Where it can, a live stream leaves this handler for the sockets
 		// registry (register); where it can't, its goroutine sits in live
-		// for as long as the stream is open. Calls, not one body, keep the
-		// frames left on the stack then small, so the runtime shrinks the
-		// stack to 8 KiB instead of 16 (BenchmarkIdleStreamMemory); cfg goes
-		// by pointer for the same reason.
+		// for as long as the stream is open. Calls, not one body, and cfg
+		// by pointer keep the frames left on the stack then small, so the
+		// runtime shrinks the stack to 8 KiB instead of 16
+		// (TestIdleInHandlerStreamStackStaysSmall fails if that regresses;
+		// the //go:noinline marks once needed for it are not).
 		st := openStream(logger, b, &cfg, m, limits, w, r)
 		if st == nil {
 			return // answered
@@ -109,8 +110,6 @@ type stream struct {
 
 // openStream checks the request, takes a place under the limits and
 // subscribes. It returns nil when it has answered the request itself.
-//
-//go:noinline
 func openStream(logger *slog.Logger, b broker.Broker, cfg *Config, m *metrics, limits *streamLimits, w http.ResponseWriter, r *http.Request) *stream {
 	id, ok := orderID(w, r)
 	if !ok {
@@ -154,8 +153,6 @@ func setHeaders(h http.Header) {
 
 // begin answers with the stream's headers, the retry: field and the
 // history. It reports whether live events follow.
-//
-//go:noinline
 func (st *stream) begin(cfg *Config, w http.ResponseWriter, r *http.Request) bool {
 	if st.sub.Finished && len(st.sub.History) == 0 {
 		// The client has seen the end: 204 tells EventSource to stop reconnecting.
@@ -191,8 +188,6 @@ func (st *stream) history(cfg *Config, head []byte) bool {
 // live sends live events and heartbeats until the order ends, the client
 // goes (gone is closed), the stream has lived cfg.MaxStreamDuration, its
 // turn in the server's drain comes (cfg.Drain), or the server shuts down.
-//
-//go:noinline
 func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 	heartbeat := time.NewTimer(cfg.HeartbeatInterval)
 	defer heartbeat.Stop()
@@ -243,8 +238,6 @@ func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 
 // endedEarly says why the broker ended the subscription, if not because
 // the order finished.
-//
-//go:noinline
 func (st *stream) endedEarly(logger *slog.Logger, err error) {
 	switch {
 	case errors.Is(err, broker.ErrSlowSubscriber):
