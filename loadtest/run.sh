@@ -455,6 +455,7 @@ figures)
 	HEARTBEAT_INTERVAL=${HEARTBEAT_INTERVAL:-5s}
 	: "${HOLD_N:=$fd_cap}" "${N:=10000}" "${K:=100}" "${ROUNDS:=3}"
 	: "${SUBSCRIBERS:=1000 2000 5000 10000}" "${RATE_INTERVALS:=1s 500ms 250ms 100ms 50ms}"
+	: "${ONE_ORDER:=1000 10000}"
 	cap HOLD_N
 	cap N
 	serve_local
@@ -477,7 +478,11 @@ figures)
 	if want latency; then
 		for s in $SUBSCRIBERS; do bench "latency-$s" -n "$s" -k 1 -interval 1s -rounds 2; done
 	fi
-	want fanout && bench fanout -n "$N" -k "$K" -interval 0s -rounds "$ROUNDS"
+	if want fanout; then
+		bench fanout -n "$N" -k "$K" -interval 0s -rounds "$ROUNDS"
+		# One order's subscribers at full speed: every status at once.
+		for s in $ONE_ORDER; do bench "fanout-one-$s" -n "$s" -k 1 -interval 0s -rounds "$ROUNDS"; done
+	fi
 	if want rate; then
 		for iv in $RATE_INTERVALS; do bench "rate-$iv" -n "$N" -k 1 -interval "$iv" -rounds 1; done
 	fi

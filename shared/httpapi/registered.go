@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -160,10 +159,7 @@ func (s *socketStreams) register(logger *slog.Logger, cfg *Config, st *stream, w
 		rs.closed(sockets.WriteFailed, 0)
 		return true
 	}
-	// An order's streams share a writer (sockets.Registration.Affinity):
-	// each of its events is one job for one writer.
-	sock, err := s.reg.Register(c, sockets.Registration{First: first.b, OnClose: rs.closed,
-		Affinity: binary.LittleEndian.Uint64(st.id[8:])>>1 + 1}) // never 0, evenly spread
+	sock, err := s.reg.Register(c, sockets.Registration{First: first.b, OnClose: rs.closed})
 	if err != nil {
 		// Closed (shutting down) or out of descriptors: end the stream; the
 		// client resumes elsewhere.

@@ -107,7 +107,7 @@ func (r *Registry) Register(c Conn, reg Registration) (*Socket, error) {
 	}
 	s := &Socket{
 		r:       r,
-		w:       r.writerFor(reg.Affinity),
+		w:       r.writers[r.nextWriter.Add(1)%uint32(len(r.writers))],
 		id:      r.nextID.Add(1),
 		onClose: reg.OnClose,
 		fd:      fd,
@@ -144,14 +144,6 @@ func (r *Registry) Register(c Conn, reg Registration) (*Socket, error) {
 	return s, nil
 }
 
-// writerFor picks a new socket's writer: by affinity, or in turn.
-func (r *Registry) writerFor(affinity uint64) *writer {
-	if affinity != 0 {
-		return r.writers[affinity%uint64(len(r.writers))]
-	}
-	return r.writers[r.nextWriter.Add(1)%uint32(len(r.writers))]
-}
-
 // dup returns a close-on-exec duplicate of c's descriptor, non-blocking.
 func dup(c Conn) (int, error) {
 	rc, err := c.SyscallConn()
@@ -175,11 +167,10 @@ func dup(c Conn) (int, error) {
 }
 
 // Broadcast writes frame to every socket of socks, each after what it was
-// handed before. It never waits for a socket: it appends one job to the
-// queue of the one writer all of socks share (sockets registered with the
-// same Affinity), or else to every writer's, each then writing to its own
-// sockets among them. frame and socks are kept until written and must not
-// be changed.
+// handed before. It never waits for a socket: it appends one job to every
+// writer's queue, each writer then writing to its own sockets among socks
+// (or only to the one writer all of socks share: a small order's). frame
+// and socks are kept until written and must not be changed.
 func (r *Registry) Broadcast(frame []byte, socks []*Socket) {
 	if len(socks) == 0 {
 		return

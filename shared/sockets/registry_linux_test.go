@@ -522,55 +522,51 @@ func TestRegisterWritesFirstBytesFirstAndCountsEveryByte(t *testing.T) {
 	}
 }
 
-// Sockets with one Affinity share a writer, and a Broadcast to them (one
-// job on that writer) reaches each of them in order; different affinities
-// and zero spread over the writers. (A Broadcast over sockets of every
-// writer: TestBroadcastReachesEverySocketInOrder.)
-func TestAffinityPicksTheWriter(t *testing.T) {
+// Sockets are handed to the writers in turn, and a Broadcast reaches
+// every socket in order whether its sockets share one writer (one job) or
+// not (a job for every writer).
+func TestBroadcastToOneWriterOrMany(t *testing.T) {
 	r := newRegistry(t, Options{Writers: 4})
 	ln := listen(t)
-	reg := func(affinity uint64) (*Socket, *net.TCPConn) {
-		t.Helper()
+	var (
+		socks   []*Socket
+		clients []*net.TCPConn
+	)
+	used := map[*writer]bool{}
+	for range 20 {
 		c, srv := connect(t, ln, 0)
 		t.Cleanup(func() { c.Close() })
-		s, err := r.Register(srv, Registration{Affinity: affinity})
+		s, err := r.Register(srv, Registration{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s, c
+		socks, clients = append(socks, s), append(clients, c)
+		used[s.w] = true
 	}
-	var (
-		order   []*Socket
+	if len(used) != 4 {
+		t.Errorf("20 sockets went to %d of 4 writers", len(used))
+	}
+	var one []*Socket // the sockets of the first one's writer
+	var oneClients []*net.TCPConn
+	for i, s := range socks {
+		if s.w == socks[0].w {
+			one, oneClients = append(one, s), append(oneClients, clients[i])
+		}
+	}
+	for _, tc := range []struct {
+		socks   []*Socket
 		clients []*net.TCPConn
-	)
-	for range 20 {
-		s, c := reg(12345)
-		order, clients = append(order, s), append(clients, c)
-	}
-	for _, s := range order[1:] {
-		if s.w != order[0].w {
-			t.Fatal("sockets with one affinity got different writers")
+	}{{one, oneClients}, {socks, clients}} {
+		var want []byte
+		for i := range 50 {
+			f := []byte(fmt.Sprintf("id: %d\ndata: x\n\n", i))
+			want = append(want, f...)
+			r.Broadcast(f, tc.socks)
 		}
-	}
-	var want []byte
-	for i := range 50 {
-		f := []byte(fmt.Sprintf("id: %d\ndata: x\n\n", i))
-		want = append(want, f...)
-		r.Broadcast(f, order)
-	}
-	for i, c := range clients {
-		if got := readExactly(t, c, len(want)); !bytes.Equal(got, want) {
-			t.Fatalf("socket %d got the frames out of order or incomplete", i)
-		}
-	}
-	for _, affinity := range []uint64{1, 0} {
-		used := map[*writer]bool{}
-		for a := range uint64(8) {
-			s, _ := reg(affinity * (a + 1))
-			used[s.w] = true
-		}
-		if len(used) != 4 {
-			t.Errorf("8 sockets with affinity %d, %d, ... used %d of 4 writers", affinity, 2*affinity, len(used))
+		for i, c := range tc.clients {
+			if got := readExactly(t, c, len(want)); !bytes.Equal(got, want) {
+				t.Fatalf("socket %d of %d got the frames out of order or incomplete", i, len(tc.clients))
+			}
 		}
 	}
 }

@@ -56,14 +56,6 @@ type Registration struct {
 	// may be longer than Options.MaxPending; a parked first write still
 	// waits at most Options.WriteTimeout.
 	First []byte
-	// Affinity picks the socket's writer: sockets with the same non-zero
-	// Affinity share one, so that a Broadcast to them (an order's
-	// streams) is one job on one writer, as a raw server's loop writes an
-	// order's subscribers, while different orders spread over the
-	// writers. Zero hands sockets to the writers in turn. The cost: one
-	// order's sockets are written by one core at a time, however many
-	// subscribers it has.
-	Affinity uint64
 	// OnClose, if not nil, is called once when the socket closes, with the
 	// reason and how many bytes it was handed in all (First, frames and
 	// heartbeats), from a registry goroutine or from Close. It must not
