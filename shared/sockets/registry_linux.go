@@ -246,6 +246,14 @@ type Socket struct {
 	ending      bool  // End was handled: close once pending drains
 	sent        int64 // bytes handed to the kernel or queued, for onClose
 	firstLeft   int   // bytes of Register's first write still pending: allowed beyond MaxPending
+
+	// What its writer gathers for it from one batch of jobs (writer.batch),
+	// touched by that writer's goroutine only.
+	gathering  bool
+	batch      [][]byte
+	batchEnd   bool // an End is among them: nothing after it
+	batchFirst int  // the length of Register's first write, if it is among them
+	batchBeats int  // heartbeats among them
 }
 
 // key puts s's id into an epoll event's data.
@@ -370,6 +378,30 @@ func rawWrite(fd int, b []byte) (int, error) {
 	return int(n), nil
 }
 
+// rawWritev is writev(2) as rawWrite is write(2); iov is the caller's
+// scratch, emptied again so that it keeps no frame alive.
+func rawWritev(fd int, bufs [][]byte, iov *[]unix.Iovec) (int, error) {
+	v := (*iov)[:0]
+	for _, b := range bufs {
+		if len(b) == 0 {
+			continue
+		}
+		var x unix.Iovec
+		x.Base = &b[0]
+		x.SetLen(len(b))
+		v = append(v, x)
+	}
+	defer func() { clear(v); *iov = v[:0] }()
+	if len(v) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
 // flushLocked writes pending bytes now that epoll says there is room.
 func (s *Socket) flushLocked() Reason {
 	for !s.pending.empty() {
@@ -475,6 +507,10 @@ type writer struct {
 	queue []job
 	done  bool  // the writer has returned: pushes are dropped
 	spare []job // the writer goroutine's other queue, swapped in under mu
+
+	// The writer goroutine's scratch for batch.
+	touched []*Socket
+	iov     []unix.Iovec
 }
 
 func (w *writer) push(j job) {
@@ -517,8 +553,10 @@ func (w *writer) drain(last bool) {
 		}
 		w.queue = w.spare
 		w.mu.Unlock()
-		for _, j := range jobs {
-			w.do(j)
+		if len(jobs) == 1 {
+			w.do(jobs[0])
+		} else {
+			w.batch(jobs)
 		}
 		clear(jobs) // drop the frames and lists
 		w.spare = jobs[:0]
@@ -540,6 +578,147 @@ func (w *writer) do(j job) {
 	if j.heartbeat {
 		w.r.heartbeatsTotal.Add(written)
 	}
+}
+
+// batch writes the jobs that queued up while the writer was busy, socket
+// by socket rather than job by job: each socket's frames from all of them,
+// in the order they were handed over, go out in one writev. A burst (an
+// order's statuses published at once, many orders at once) then costs a
+// syscall per socket rather than per frame, and its client a read.
+func (w *writer) batch(jobs []job) {
+	now := w.r.now()
+	for i := range jobs {
+		j := &jobs[i]
+		if j.one != nil {
+			w.gather(j.one, j.frame, j.end, j.first, false)
+			continue
+		}
+		for _, s := range j.socks {
+			if s.w == w {
+				w.gather(s, j.frame, false, false, j.heartbeat)
+			}
+		}
+	}
+	var beats uint64
+	for _, s := range w.touched {
+		if s.writeBatch(now, &w.iov) {
+			beats += uint64(s.batchBeats)
+		}
+		clear(s.batch)
+		s.gathering, s.batch, s.batchEnd, s.batchFirst, s.batchBeats = false, s.batch[:0], false, 0, 0
+	}
+	clear(w.touched)
+	w.touched = w.touched[:0]
+	if beats > 0 {
+		w.r.heartbeatsTotal.Add(beats)
+	}
+}
+
+// gather adds one job's frame for s to its batch.
+func (w *writer) gather(s *Socket, frame []byte, end, first, heartbeat bool) {
+	if s.batchEnd {
+		return // after End nothing more goes out
+	}
+	if !s.gathering {
+		s.gathering = true
+		w.touched = append(w.touched, s)
+	}
+	if len(frame) > 0 {
+		s.batch = append(s.batch, frame)
+	}
+	if first {
+		s.batchFirst = len(frame)
+	}
+	if heartbeat {
+		s.batchBeats++
+	}
+	s.batchEnd = end
+}
+
+// writeBatch is a writer's delivery of s's gathered batch; false if s is
+// closed.
+func (s *Socket) writeBatch(now int64, iov *[]unix.Iovec) bool {
+	s.mu.Lock()
+	if s.fd < 0 {
+		s.mu.Unlock()
+		return false
+	}
+	if s.ending { // after End nothing more goes out
+		s.mu.Unlock()
+		return true
+	}
+	s.ending = s.batchEnd
+	if len(s.batch) <= 1 {
+		var b []byte
+		if len(s.batch) == 1 {
+			b = s.batch[0]
+		}
+		s.release(s.sendLocked(b, now, s.batchFirst > 0))
+		return true
+	}
+	s.release(s.sendvLocked(s.batch, now, s.batchFirst, iov))
+	return true
+}
+
+// sendvLocked is sendLocked for several frames at once, in one writev
+// (firstLen: the length of Register's first write among them, or 0).
+func (s *Socket) sendvLocked(frames [][]byte, now int64, firstLen int, iov *[]unix.Iovec) Reason {
+	limit := s.r.opts.MaxPending + s.firstLeft + firstLen
+	total := 0
+	for _, f := range frames {
+		total += len(f)
+	}
+	s.lastWrite.Store(now)
+	s.sent += int64(total)
+	if !s.pending.empty() {
+		for _, f := range frames {
+			if !s.pending.push(f, limit) {
+				return TooSlow
+			}
+		}
+		return none
+	}
+	rest := frames
+	for len(rest) > 0 {
+		try := rest[:min(len(rest), maxIovecs)]
+		tried := 0
+		for _, f := range try {
+			tried += len(f)
+		}
+		n, err := rawWritev(s.fd, try, iov)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			n = 0
+		case err != nil:
+			return writeError(err)
+		}
+		full := n < tried // the kernel's buffer is full: park the rest
+		for n > 0 {       // drop what the kernel took
+			if n < len(rest[0]) {
+				rest[0] = rest[0][n:]
+				break
+			}
+			n -= len(rest[0])
+			rest = rest[1:]
+		}
+		if full {
+			for _, f := range rest {
+				if !s.pending.push(f, limit) {
+					return TooSlow
+				}
+			}
+			if firstLen > 0 {
+				s.firstLeft = min(s.pending.n, firstLen)
+			}
+			return s.parkLocked(now)
+		}
+	}
+	if s.ending {
+		return Ended
+	}
+	return none
 }
 
 // write is a writer's delivery of b to s; false if s is closed.

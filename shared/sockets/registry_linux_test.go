@@ -570,3 +570,89 @@ func TestBroadcastToOneWriterOrMany(t *testing.T) {
 		}
 	}
 }
+
+// A batch of queued jobs goes out socket by socket: each socket gets its
+// frames from every job in the order they were handed over (first write,
+// broadcasts, sends, heartbeats), nothing after its End, and the close
+// hook counts what it was handed.
+func TestBatchWritesEachSocketsFramesInOrder(t *testing.T) {
+	r := newRegistry(t, Options{Writers: 1, Heartbeat: time.Hour})
+	ln := listen(t)
+	type sock struct {
+		s      *Socket
+		c      *net.TCPConn
+		closed chan int64
+	}
+	var socks []sock
+	for range 3 {
+		c, srv := connect(t, ln, 0)
+		t.Cleanup(func() { c.Close() })
+		closed := make(chan int64, 1)
+		s, err := r.Register(srv, Registration{OnClose: func(_ Reason, sent int64) { closed <- sent }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		socks = append(socks, sock{s, c, closed})
+	}
+	w := r.writers[0]
+	all := []*Socket{socks[0].s, socks[1].s, socks[2].s}
+	f := func(s string) []byte { return []byte(s) }
+	// Queued while the writer was busy, then written as one batch.
+	w.batch([]job{
+		{frame: f("first0|"), one: socks[0].s, first: true},
+		{frame: f("a|"), socks: all},
+		{frame: f("b|"), socks: all[1:]},
+		{frame: f("one1|"), one: socks[1].s},
+		{frame: f("beat|"), socks: all, heartbeat: true},
+		{frame: f("last2|"), one: socks[2].s, end: true},
+		{frame: f("c|"), socks: all},
+		{one: socks[0].s, end: true},
+		{frame: f("dropped|"), socks: all},
+	})
+	want := []string{"first0|a|beat|c|", "a|b|one1|beat|c|dropped|", "a|b|beat|last2|"}
+	for i, sk := range socks {
+		if got := string(readExactly(t, sk.c, len(want[i]))); got != want[i] {
+			t.Errorf("socket %d got %q, want %q", i, got, want[i])
+		}
+	}
+	if n := r.Stats().Heartbeats; n != 3 {
+		t.Errorf("%d heartbeats counted, want 3", n)
+	}
+	for _, i := range []int{0, 2} { // ended: closed after their last bytes, counted whole
+		_ = socks[i].c.SetReadDeadline(time.Now().Add(patience))
+		if rest, err := io.ReadAll(socks[i].c); err != nil || len(rest) > 0 {
+			t.Errorf("socket %d: %q, %v after its end; want EOF", i, rest, err)
+		}
+		if sent := <-socks[i].closed; sent != int64(len(want[i])) {
+			t.Errorf("socket %d: close hook counted %d bytes, want %d", i, sent, len(want[i]))
+		}
+	}
+}
+
+// A batch that the kernel takes only in part parks the socket with the
+// rest, which goes out in order once the client reads.
+func TestBatchThatFillsTheKernelParks(t *testing.T) {
+	r := newRegistry(t, Options{Writers: 1, Heartbeat: time.Hour, MaxPending: 1 << 20})
+	ln := listen(t)
+	c, srv := connect(t, ln, 4096)
+	defer c.Close()
+	s, err := r.Register(srv, Registration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []job
+	var want []byte
+	for i := range 40 {
+		f := append([]byte(fmt.Sprintf("frame %d:", i)), bytes.Repeat([]byte{'x'}, 8<<10)...)
+		want = append(want, f...)
+		jobs = append(jobs, job{frame: f, one: s})
+	}
+	r.writers[0].batch(jobs)
+	if n := r.Stats().Parked; n != 1 {
+		t.Fatalf("%d sockets parked after a batch bigger than the kernel takes, want 1", n)
+	}
+	if got := readExactly(t, c, len(want)); !bytes.Equal(got, want) {
+		t.Fatal("the parked batch arrived out of order or incomplete")
+	}
+	waitFor(t, "the socket to unpark", func() bool { return r.Stats().Parked == 0 })
+}
