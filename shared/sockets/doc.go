@@ -9,12 +9,17 @@
 //
 // # Writing
 //
-// Every socket belongs to one writer. Broadcast hands the same job (a frame
-// and a snapshot of subscribers) to every writer, and each writes the frame to
+// Every socket belongs to one writer, handed out in turn. Broadcast hands the
+// same job (a frame and a snapshot of subscribers) to every writer (or to the
+// one they all share), and each writes the frame to
 // its own sockets in turn, so one socket's frames leave in the order they were
 // handed over, from one goroutine. A write the kernel takes whole costs one
-// syscall. A socket whose buffer is full (EAGAIN or a partial write) is parked:
-// its unwritten bytes wait in a bounded queue of frame slices (no copy: frames
+// syscall. Jobs that queue up while a writer is busy (a burst: an order's
+// statuses published at once, many orders at once) are written socket by
+// socket, each socket's frames from all of them in one writev, so a burst
+// costs a syscall per socket, not per frame, and the client one read. A
+// socket whose buffer is full (EAGAIN or a partial write) is parked: its
+// unwritten bytes wait in a bounded queue of frame slices (no copy: frames
 // are immutable and shared), later frames queue behind them, and the poller
 // resumes the writes when epoll reports EPOLLOUT. A parked socket is cut when
 // its queue would pass Options.MaxPending or when it has stayed parked for
