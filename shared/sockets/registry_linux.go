@@ -318,68 +318,12 @@ func (s *Socket) closeLocked(reason Reason) {
 	}
 }
 
-// sendLocked hands b to the kernel, or queues it behind pending bytes, up
-// to MaxPending bytes beyond what is left of the first write (whose
-// remainder, if b is it, is allowed whatever its size).
-func (s *Socket) sendLocked(b []byte, now int64, first bool) Reason {
-	limit := s.r.opts.MaxPending + s.firstLeft
-	if first {
-		limit += len(b)
-	}
-	if len(b) > 0 {
-		s.lastWrite.Store(now)
-		s.sent += int64(len(b))
-	}
-	if !s.pending.empty() {
-		if !s.pending.push(b, limit) {
-			return TooSlow
-		}
-		return none
-	}
-	for len(b) > 0 {
-		n, err := rawWrite(s.fd, b)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			n = 0
-		case err != nil:
-			return writeError(err)
-		}
-		b = b[n:]
-		if len(b) > 0 {
-			if !s.pending.push(b, limit) {
-				return TooSlow
-			}
-			if first {
-				s.firstLeft = len(b)
-			}
-			return s.parkLocked(now)
-		}
-	}
-	if s.ending {
-		return Ended
-	}
-	return none
-}
-
-// rawWrite is write(2) without the runtime's syscall bookkeeping: the
+// rawWritev is writev(2) without the runtime's syscall bookkeeping: the
 // descriptor is non-blocking, so the call never waits, and a writer making
 // thousands of them back to back neither hands its P off nor keeps sysmon
 // polling for Ps stuck in syscalls (both showed in profiles of a fan-out).
-func rawWrite(fd int, b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	n, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
-}
-
-// rawWritev is writev(2) as rawWrite is write(2); iov is the caller's
-// scratch, emptied again so that it keeps no frame alive.
+// iov is the caller's scratch, emptied again so that it keeps no frame
+// alive.
 func rawWritev(fd int, bufs [][]byte, iov *[]unix.Iovec) (int, error) {
 	v := (*iov)[:0]
 	for _, b := range bufs {
@@ -508,9 +452,10 @@ type writer struct {
 	done  bool  // the writer has returned: pushes are dropped
 	spare []job // the writer goroutine's other queue, swapped in under mu
 
-	// The writer goroutine's scratch for batch.
+	// The writer goroutine's scratch.
 	touched []*Socket
 	iov     []unix.Iovec
+	one     [1][]byte
 }
 
 func (w *writer) push(j job) {
@@ -566,18 +511,32 @@ func (w *writer) drain(last bool) {
 func (w *writer) do(j job) {
 	now := w.r.now()
 	if j.one != nil {
-		j.one.write(j.frame, now, j.end, j.first)
+		firstLen := 0
+		if j.first {
+			firstLen = len(j.frame)
+		}
+		j.one.write(w.frame(j.frame), now, j.end, firstLen, &w.iov)
 		return
 	}
 	var written uint64
 	for _, s := range j.socks {
-		if s.w == w && s.write(j.frame, now, false, false) {
+		if s.w == w && s.write(w.frame(j.frame), now, false, 0, &w.iov) {
 			written++
 		}
 	}
 	if j.heartbeat {
 		w.r.heartbeatsTotal.Add(written)
 	}
+}
+
+// frame is f as the frames of one write, in the writer's scratch (a write
+// may trim its element; pending keeps its own copy of the slice header).
+func (w *writer) frame(f []byte) [][]byte {
+	if len(f) == 0 {
+		return nil
+	}
+	w.one[0] = f
+	return w.one[:]
 }
 
 // batch writes the jobs that queued up while the writer was busy, socket
@@ -601,7 +560,7 @@ func (w *writer) batch(jobs []job) {
 	}
 	var beats uint64
 	for _, s := range w.touched {
-		if s.writeBatch(now, &w.iov) {
+		if s.write(s.batch, now, s.batchEnd, s.batchFirst, &w.iov) {
 			beats += uint64(s.batchBeats)
 		}
 		clear(s.batch)
@@ -635,9 +594,9 @@ func (w *writer) gather(s *Socket, frame []byte, end, first, heartbeat bool) {
 	s.batchEnd = end
 }
 
-// writeBatch is a writer's delivery of s's gathered batch; false if s is
-// closed.
-func (s *Socket) writeBatch(now int64, iov *[]unix.Iovec) bool {
+// write is a writer's delivery of frames to s, closing it after them if
+// end; false if s is closed.
+func (s *Socket) write(frames [][]byte, now int64, end bool, firstLen int, iov *[]unix.Iovec) bool {
 	s.mu.Lock()
 	if s.fd < 0 {
 		s.mu.Unlock()
@@ -647,29 +606,25 @@ func (s *Socket) writeBatch(now int64, iov *[]unix.Iovec) bool {
 		s.mu.Unlock()
 		return true
 	}
-	s.ending = s.batchEnd
-	if len(s.batch) <= 1 {
-		var b []byte
-		if len(s.batch) == 1 {
-			b = s.batch[0]
-		}
-		s.release(s.sendLocked(b, now, s.batchFirst > 0))
-		return true
-	}
-	s.release(s.sendvLocked(s.batch, now, s.batchFirst, iov))
+	s.ending = end
+	s.release(s.sendLocked(frames, now, firstLen, iov))
 	return true
 }
 
-// sendvLocked is sendLocked for several frames at once, in one writev
-// (firstLen: the length of Register's first write among them, or 0).
-func (s *Socket) sendvLocked(frames [][]byte, now int64, firstLen int, iov *[]unix.Iovec) Reason {
+// sendLocked hands frames to the kernel in one writev, or queues them
+// behind pending bytes, up to MaxPending bytes beyond what is left of
+// Register's first write (firstLen: its length if it is among frames,
+// whose remainder is allowed whatever its size).
+func (s *Socket) sendLocked(frames [][]byte, now int64, firstLen int, iov *[]unix.Iovec) Reason {
 	limit := s.r.opts.MaxPending + s.firstLeft + firstLen
 	total := 0
 	for _, f := range frames {
 		total += len(f)
 	}
-	s.lastWrite.Store(now)
-	s.sent += int64(total)
+	if total > 0 {
+		s.lastWrite.Store(now)
+		s.sent += int64(total)
+	}
 	if !s.pending.empty() {
 		for _, f := range frames {
 			if !s.pending.push(f, limit) {
@@ -719,22 +674,6 @@ func (s *Socket) sendvLocked(frames [][]byte, now int64, firstLen int, iov *[]un
 		return Ended
 	}
 	return none
-}
-
-// write is a writer's delivery of b to s; false if s is closed.
-func (s *Socket) write(b []byte, now int64, end, first bool) bool {
-	s.mu.Lock()
-	if s.fd < 0 {
-		s.mu.Unlock()
-		return false
-	}
-	if s.ending { // after End nothing more goes out
-		s.mu.Unlock()
-		return true
-	}
-	s.ending = end
-	s.release(s.sendLocked(b, now, first))
-	return true
 }
 
 // poll is the poller goroutine: readiness, hang-ups, and the ticks of the
