@@ -5,7 +5,7 @@
 #   run.sh smoke      a few hundred streams, tens of seconds (make test)
 #   run.sh laptop     the suite at a size one machine takes (make loadtest)
 #   run.sh baseline   orderstream against the raw fan-out server (make loadtest-baseline)
-#   run.sh figures    every figure of README.md in one run, and the charts (make loadtest-figures)
+#   run.sh figures    the load figures of docs/performance.md in one run, and the charts (make loadtest-figures)
 #   run.sh scale      N (100,000) streams over several instances sharing a redis-server (make loadtest-scale)
 #   run.sh rolling    S (15,000) streams through nginx over three instances, restarted in turn and one killed (make loadtest-rolling)
 #
@@ -451,7 +451,7 @@ baseline)
 	BASE=$SVC k6run k6-orderstream latency -e S="$N" -e K="$K" -e RAMP=10s -e INTERVAL=0s -e SPREAD=0s -e P99_MS=5000
 	;;
 figures)
-	# Every figure of README.md, side by side in one run, on this box:
+	# The load figures of docs/performance.md, side by side in one run, on this box:
 	# orderstream and the raw fan-out server measured by the same lean
 	# client (baseline bench), in alternating rounds; then the charts.
 	[ -z "$TARGET" ] || { echo "loadtest: the figures run on this machine only" >&2; exit 2; }
