@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -381,7 +382,7 @@ func (v *Validator) checkResponse(req *http.Request, m *match, doc *openapi3.Res
 		}
 	} else if doc.Content.Get(res.Header.Get("Content-Type")) == nil {
 		v.fail(req, "%d: Content-Type %q is not one the document lists (%s)",
-			res.StatusCode, res.Header.Get("Content-Type"), strings.Join(slices.Sorted(mapKeys(doc.Content)), ", "))
+			res.StatusCode, res.Header.Get("Content-Type"), strings.Join(slices.Sorted(maps.Keys(doc.Content)), ", "))
 		return
 	}
 	opts := &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true,
@@ -446,16 +447,6 @@ func (v *Validator) checkUnrouted(req *http.Request, res *http.Response, body []
 func isEventStream(h http.Header) bool {
 	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
 	return err == nil && mt == "text/event-stream"
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // errReader returns err, or io.EOF when err is nil: what a body read whole
