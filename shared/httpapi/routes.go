@@ -13,7 +13,7 @@ type routeTable interface {
 	Handle(pattern string, handler http.Handler)
 }
 
-// addRoutes is the whole API on one screen; see shared/CONTRACT.md. Routes
+// addRoutes is the whole API on one screen; docs/openapi.yaml documents it. Routes
 // beyond the contract exist only when their setting is on. With auth nil
 // (no key configured), publisher and subscriber let every request through.
 func addRoutes(mux routeTable, logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, limits *streamLimits, auth *authenticator) {
