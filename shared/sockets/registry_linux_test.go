@@ -354,6 +354,25 @@ func TestHeartbeatsReachIdleSocketsNotBusyOnes(t *testing.T) {
 // registryGoroutines counts the goroutines running a registry's event
 // loop, in every registry of the process.
 func registryGoroutines() int {
+	return countStacks("sockets.(*loop).run(")
+}
+
+// loopsBefore waits for the loops of earlier tests, which close their
+// registries as they end, to be gone (a loop is still on its way out for
+// a moment after Close returns), and returns how many are left: none.
+func loopsBefore(t testing.TB) int {
+	t.Helper()
+	waitFor(t, "earlier tests' loops to exit", func() bool { return registryGoroutines() == 0 })
+	return 0
+}
+
+// loopsExit waits for the loop goroutines to be back to n.
+func loopsExit(t testing.TB, n int) {
+	t.Helper()
+	waitFor(t, "every loop goroutine to exit", func() bool { return registryGoroutines() == n })
+}
+
+func countStacks(frame string) int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -363,7 +382,7 @@ func registryGoroutines() int {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
-	return bytes.Count(buf, []byte("sockets.(*loop).run("))
+	return bytes.Count(buf, []byte(frame))
 }
 
 func openFDs(t testing.TB) int {
@@ -423,7 +442,8 @@ func TestRegisterCloseCyclesLeakNothing(t *testing.T) {
 }
 
 func TestCloseEndsEverything(t *testing.T) {
-	before, registries := runtime.NumGoroutine(), registryGoroutines()
+	registries := loopsBefore(t)
+	before := runtime.NumGoroutine()
 	r, err := New(Options{Heartbeat: time.Hour, Writers: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -461,9 +481,7 @@ func TestCloseEndsEverything(t *testing.T) {
 	if s := r.Stats(); s.Registered != 0 || s.Parked != 0 {
 		t.Errorf("after Close: %+v", s)
 	}
-	if n := registryGoroutines(); n != registries {
-		t.Errorf("%d registry goroutines running after Close, %d before New", n, registries)
-	}
+	loopsExit(t, registries)
 	// Close has waited for its own goroutines; the wait is for those of
 	// earlier tests and of the runtime, which come and go meanwhile.
 	waitFor(t, "no more goroutines than before New", func() bool { return runtime.NumGoroutine() <= before })
