@@ -88,6 +88,18 @@ func (g *Group) Broadcast(frame []byte) {
 	}
 }
 
+// End writes last (if not empty) to every member after what it was handed
+// before, then ends each as Socket.End does: one job per loop, where an
+// End per member would queue one per stream (after an order's terminal
+// event, thousands at once). Members added later are not ended.
+func (g *Group) End(last []byte) {
+	for i, socks := range *g.lists.Load() {
+		if len(socks) > 0 {
+			g.r.loops[i].push(job{frame: last, socks: socks, kind: jobEnd})
+		}
+	}
+}
+
 // drop rebuilds s's loop's list without s.
 func (g *Group) drop(s *Socket) {
 	g.mu.Lock()

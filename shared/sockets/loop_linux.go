@@ -19,7 +19,7 @@ type jobKind uint8
 
 const (
 	jobFrame jobKind = iota // write frame to one, or to socks
-	jobEnd                  // write frame (if any) to one, then end it
+	jobEnd                  // write frame (if any) to one, or to socks, then end it
 	jobAdd                  // take one over; frame is its first write
 	jobCut                  // one could not be queued for: cut it as TooSlow
 	jobCall                 // run call on the loop (tests look at its state)
@@ -352,18 +352,17 @@ func (l *loop) do(j *job, now int64) {
 		if l.add(j.one, now) {
 			l.deliver(j.one, l.frame(j.frame), now, false, len(j.frame))
 		}
-	case jobFrame:
+	case jobFrame, jobEnd:
+		end := j.kind == jobEnd
 		if j.one != nil {
-			l.deliver(j.one, l.frame(j.frame), now, false, 0)
+			l.deliver(j.one, l.frame(j.frame), now, end, 0)
 			return
 		}
 		for _, s := range j.socks {
 			if !j.mixed || s.l == l {
-				l.deliver(s, l.frame(j.frame), now, false, 0)
+				l.deliver(s, l.frame(j.frame), now, end, 0)
 			}
 		}
-	case jobEnd:
-		l.deliver(j.one, l.frame(j.frame), now, true, 0)
 	case jobCut:
 		l.close(j.one, TooSlow, now)
 	case jobCall:
@@ -395,18 +394,17 @@ func (l *loop) batch(jobs []job, now int64) {
 			if l.add(j.one, now) {
 				l.gather(j.one, j.frame, false, false, len(j.frame))
 			}
-		case jobFrame:
+		case jobFrame, jobEnd:
+			end := j.kind == jobEnd
 			if j.one != nil {
-				l.gather(j.one, j.frame, false, false, 0)
+				l.gather(j.one, j.frame, end, false, 0)
 				continue
 			}
 			for _, s := range j.socks {
 				if !j.mixed || s.l == l {
-					l.gather(s, j.frame, false, false, 0)
+					l.gather(s, j.frame, end, false, 0)
 				}
 			}
-		case jobEnd:
-			l.gather(j.one, j.frame, true, false, 0)
 		case jobCut:
 			l.gather(j.one, nil, false, true, 0)
 		case jobCall:

@@ -58,3 +58,6 @@ func (*Group) Len() int { return 0 }
 
 // Broadcast has no sockets to write to.
 func (*Group) Broadcast([]byte) {}
+
+// End has no sockets to end.
+func (*Group) End([]byte) {}
