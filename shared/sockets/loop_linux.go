@@ -75,7 +75,9 @@ type loop struct {
 	buf      []byte
 	events   []unix.EpollEvent
 	mostRead int // the most bytes read from one socket in one wakeup, for tests
+	polled   int // events in events
 	pollErr  error
+	ready    func(uintptr) bool // epollNow, for the RawConn
 }
 
 // Reading: a wakeup reads at most readsPerWake times readBuf bytes from a
@@ -106,6 +108,7 @@ func newLoop(r *Registry, idx int) (*loop, error) {
 	}
 	l := &loop{r: r, idx: idx, epfd: epfd, file: f, rc: rc,
 		slots: make([]*Socket, 1), buf: make([]byte, readBuf), events: make([]unix.EpollEvent, 256)}
+	l.ready = func(uintptr) bool { return l.epollNow() }
 	l.wheel.init(r.opts.tick(), r.opts.Heartbeat)
 	return l, nil
 }
@@ -210,13 +213,8 @@ func (l *loop) run() {
 // the next tick or linger deadline comes, with the goroutine parked in
 // Go's poller meanwhile.
 func (l *loop) poll(next int64, stopping bool) int {
-	n, err := unix.EpollWait(l.epfd, l.events, 0)
-	if err == unix.EINTR || n > 0 {
-		return max(n, 0)
-	}
-	if err != nil {
-		l.pollErr = err
-		return 0
+	if l.epollNow() || l.pollErr != nil || l.queued.Load() {
+		return l.polled
 	}
 	deadline := next
 	if l.lingerAt < len(l.linger) {
@@ -235,19 +233,29 @@ func (l *loop) poll(next int64, stopping bool) int {
 			return 0
 		}
 	}
-	n = 0
-	err = l.rc.Read(func(uintptr) bool {
-		n, err = unix.EpollWait(l.epfd, l.events, 0)
-		if err == unix.EINTR {
-			err = nil
-		}
-		return n > 0 || err != nil
-	})
+	err := l.rc.Read(l.ready)
 	l.asleep.Store(false)
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && l.pollErr == nil {
 		l.pollErr = err
 	}
-	return max(n, 0)
+	return l.polled
+}
+
+// epollNow takes the events ready now into l.events (their number in
+// l.polled), without waiting; true if there are some, or epoll failed
+// (l.pollErr). It is also l.ready, the function Go's poller calls when
+// the epoll set is readable.
+func (l *loop) epollNow() bool {
+	n, err := unix.EpollWait(l.epfd, l.events, 0)
+	switch {
+	case err == unix.EINTR:
+		n = 0
+	case err != nil:
+		l.pollErr = err
+		n = 0
+	}
+	l.polled = n
+	return n > 0 || l.pollErr != nil
 }
 
 // event handles epoll's news about one socket.
