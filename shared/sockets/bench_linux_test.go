@@ -19,7 +19,8 @@ import (
 )
 
 // BenchmarkBroadcast sends one frame to n sockets over loopback and waits
-// until every client has it, through the registry and, in the same run,
+// until every client has it, through the registry (a list of sockets, and
+// the same sockets as a Group) and, in the same run,
 // through a plain writer with a goroutine and a channel per connection (the
 // shape the raw baseline's -shape goroutine measures). The clients run in a
 // child process (this test binary again, see TestMain), so that 10,000
@@ -43,6 +44,8 @@ func BenchmarkBroadcast(b *testing.B) {
 //
 //	go test -run '^$' -bench Idle/registry -benchtime 1x ./shared/sockets
 //	go test -run '^$' -bench Idle/goroutines -benchtime 1x ./shared/sockets
+//
+// (Idle/group is Idle/registry with a Group: the same.)
 func BenchmarkIdle(b *testing.B) {
 	for _, srv := range benchServers {
 		b.Run(srv.name, func(b *testing.B) { benchIdle(b, 10000, srv.serve) })
@@ -68,6 +71,20 @@ var benchServers = []benchServer{
 			socks[i] = s
 		}
 		return func(f []byte) { r.Broadcast(f, socks) }, func() { r.Close() }
+	}},
+	{"group", func(b *testing.B, servers []*net.TCPConn) (func([]byte), func()) {
+		// The same sockets as one Group: each loop is handed its own
+		// members, where Broadcast hands every loop the whole list.
+		r := newRegistry(b, Options{})
+		g := r.NewGroup()
+		for _, c := range servers {
+			s, err := r.Register(c, Registration{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			g.Add(s)
+		}
+		return g.Broadcast, func() { r.Close() }
 	}},
 	{"goroutines", func(_ *testing.B, servers []*net.TCPConn) (func([]byte), func()) {
 		var wg sync.WaitGroup

@@ -351,9 +351,28 @@ func TestHeartbeatsReachIdleSocketsNotBusyOnes(t *testing.T) {
 	}
 }
 
-// registryGoroutines counts the goroutines running a registry's writer or
-// poller loop, in every registry of the process.
+// registryGoroutines counts the goroutines running a registry's event
+// loop, in every registry of the process.
 func registryGoroutines() int {
+	return countStacks("sockets.(*loop).run(")
+}
+
+// loopsBefore waits for the loops of earlier tests, which close their
+// registries as they end, to be gone (a loop is still on its way out for
+// a moment after Close returns), and returns how many are left: none.
+func loopsBefore(t testing.TB) int {
+	t.Helper()
+	waitFor(t, "earlier tests' loops to exit", func() bool { return registryGoroutines() == 0 })
+	return 0
+}
+
+// loopsExit waits for the loop goroutines to be back to n.
+func loopsExit(t testing.TB, n int) {
+	t.Helper()
+	waitFor(t, "every loop goroutine to exit", func() bool { return registryGoroutines() == n })
+}
+
+func countStacks(frame string) int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -363,7 +382,7 @@ func registryGoroutines() int {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
-	return bytes.Count(buf, []byte("sockets.(*writer).run(")) + bytes.Count(buf, []byte("sockets.(*Registry).poll("))
+	return bytes.Count(buf, []byte(frame))
 }
 
 func openFDs(t testing.TB) int {
@@ -401,20 +420,30 @@ func TestRegisterCloseCyclesLeakNothing(t *testing.T) {
 	}
 	waitFor(t, "no open descriptor more than before", func() bool { return openFDs(t) <= fds })
 	waitFor(t, "no goroutine more than before", func() bool { return runtime.NumGoroutine() <= goroutines })
-	r.mu.Lock()
-	left := len(r.socks)
-	r.mu.Unlock()
+	left := 0
+	onLoops(t, r, func(l *loop) {
+		for _, s := range l.slots {
+			if s != nil {
+				left++
+			}
+		}
+	})
 	if left != 0 {
 		t.Errorf("%d registry entries left", left)
 	}
-	waitFor(t, "the wheel to drop closed sockets", func() bool { return r.wheel.size() == 0 })
+	waitFor(t, "the wheel to drop closed sockets", func() bool {
+		size := 0
+		onLoops(t, r, func(l *loop) { size += l.wheel.size() })
+		return size == 0
+	})
 	if s := r.Stats(); s.Ended+s.Gone != 10000 || s.Cut != 0 {
 		t.Errorf("stats %+v; want 10,000 ended or gone", s)
 	}
 }
 
 func TestCloseEndsEverything(t *testing.T) {
-	before, registries := runtime.NumGoroutine(), registryGoroutines()
+	registries := loopsBefore(t)
+	before := runtime.NumGoroutine()
 	r, err := New(Options{Heartbeat: time.Hour, Writers: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -434,7 +463,7 @@ func TestCloseEndsEverything(t *testing.T) {
 		clients, closes = append(clients, c), append(closes, closed)
 	}
 	waitFor(t, "sockets to park", func() bool { return r.Stats().Parked > 0 })
-	waitFor(t, "3 writers and a poller", func() bool { return registryGoroutines()-registries == 4 })
+	waitFor(t, "3 loops", func() bool { return registryGoroutines()-registries == 3 })
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -452,9 +481,7 @@ func TestCloseEndsEverything(t *testing.T) {
 	if s := r.Stats(); s.Registered != 0 || s.Parked != 0 {
 		t.Errorf("after Close: %+v", s)
 	}
-	if n := registryGoroutines(); n != registries {
-		t.Errorf("%d registry goroutines running after Close, %d before New", n, registries)
-	}
+	loopsExit(t, registries)
 	// Close has waited for its own goroutines; the wait is for those of
 	// earlier tests and of the runtime, which come and go meanwhile.
 	waitFor(t, "no more goroutines than before New", func() bool { return runtime.NumGoroutine() <= before })
@@ -522,9 +549,9 @@ func TestRegisterWritesFirstBytesFirstAndCountsEveryByte(t *testing.T) {
 	}
 }
 
-// Sockets are handed to the writers in turn, and a Broadcast reaches
-// every socket in order whether its sockets share one writer (one job) or
-// not (a job for every writer).
+// Sockets are handed to the loops in turn, and a Broadcast reaches
+// every socket in order whether its sockets share one loop (one job) or
+// not (a job for every loop).
 func TestBroadcastToOneWriterOrMany(t *testing.T) {
 	r := newRegistry(t, Options{Writers: 4})
 	ln := listen(t)
@@ -532,7 +559,7 @@ func TestBroadcastToOneWriterOrMany(t *testing.T) {
 		socks   []*Socket
 		clients []*net.TCPConn
 	)
-	used := map[*writer]bool{}
+	used := map[*loop]bool{}
 	for range 20 {
 		c, srv := connect(t, ln, 0)
 		t.Cleanup(func() { c.Close() })
@@ -541,15 +568,15 @@ func TestBroadcastToOneWriterOrMany(t *testing.T) {
 			t.Fatal(err)
 		}
 		socks, clients = append(socks, s), append(clients, c)
-		used[s.w] = true
+		used[s.l] = true
 	}
 	if len(used) != 4 {
-		t.Errorf("20 sockets went to %d of 4 writers", len(used))
+		t.Errorf("20 sockets went to %d of 4 loops", len(used))
 	}
-	var one []*Socket // the sockets of the first one's writer
+	var one []*Socket // the sockets of the first one's loop
 	var oneClients []*net.TCPConn
 	for i, s := range socks {
-		if s.w == socks[0].w {
+		if s.l == socks[0].l {
 			one, oneClients = append(one, s), append(oneClients, clients[i])
 		}
 	}
@@ -584,39 +611,42 @@ func TestBatchWritesEachSocketsFramesInOrder(t *testing.T) {
 		closed chan int64
 	}
 	var socks []sock
-	for range 3 {
+	// Held, so that the registrations and the jobs below are one batch.
+	release := holdLoop(t, r.loops[0])
+	for i := range 3 {
 		c, srv := connect(t, ln, 0)
 		t.Cleanup(func() { c.Close() })
 		closed := make(chan int64, 1)
-		s, err := r.Register(srv, Registration{OnClose: func(_ Reason, sent int64) { closed <- sent }})
+		var first []byte
+		if i == 0 {
+			first = []byte("first0|")
+		}
+		s, err := r.Register(srv, Registration{First: first, OnClose: func(_ Reason, sent int64) { closed <- sent }})
 		if err != nil {
 			t.Fatal(err)
 		}
 		socks = append(socks, sock{s, c, closed})
 	}
-	w := r.writers[0]
+	l := r.loops[0]
 	all := []*Socket{socks[0].s, socks[1].s, socks[2].s}
 	f := func(s string) []byte { return []byte(s) }
-	// Queued while the writer was busy, then written as one batch.
-	w.batch([]job{
-		{frame: f("first0|"), one: socks[0].s, first: true},
+	// Queued while the loop was busy, then written as one batch.
+	pushAll(l, []job{
 		{frame: f("a|"), socks: all},
 		{frame: f("b|"), socks: all[1:]},
 		{frame: f("one1|"), one: socks[1].s},
-		{frame: f("beat|"), socks: all, heartbeat: true},
-		{frame: f("last2|"), one: socks[2].s, end: true},
+		{frame: f("beat|"), socks: all},
+		{frame: f("last2|"), one: socks[2].s, kind: jobEnd},
 		{frame: f("c|"), socks: all},
-		{one: socks[0].s, end: true},
+		{one: socks[0].s, kind: jobEnd},
 		{frame: f("dropped|"), socks: all},
 	})
+	release()
 	want := []string{"first0|a|beat|c|", "a|b|one1|beat|c|dropped|", "a|b|beat|last2|"}
 	for i, sk := range socks {
 		if got := string(readExactly(t, sk.c, len(want[i]))); got != want[i] {
 			t.Errorf("socket %d got %q, want %q", i, got, want[i])
 		}
-	}
-	if n := r.Stats().Heartbeats; n != 3 {
-		t.Errorf("%d heartbeats counted, want 3", n)
 	}
 	for _, i := range []int{0, 2} { // ended: closed after their last bytes, counted whole
 		_ = socks[i].c.SetReadDeadline(time.Now().Add(patience))
@@ -647,12 +677,62 @@ func TestBatchThatFillsTheKernelParks(t *testing.T) {
 		want = append(want, f...)
 		jobs = append(jobs, job{frame: f, one: s})
 	}
-	r.writers[0].batch(jobs)
-	if n := r.Stats().Parked; n != 1 {
-		t.Fatalf("%d sockets parked after a batch bigger than the kernel takes, want 1", n)
+	pushAll(r.loops[0], jobs)
+	waitFor(t, "the socket to park", func() bool { return r.Stats().Parked == 1 })
+	left := 0
+	onLoops(t, r, func(*loop) { left = s.pending.n })
+	if left == 0 || left >= len(want) {
+		t.Errorf("%d of %d bytes pending: want the batch written in part, the rest parked", left, len(want))
 	}
 	if got := readExactly(t, c, len(want)); !bytes.Equal(got, want) {
 		t.Fatal("the parked batch arrived out of order or incomplete")
 	}
 	waitFor(t, "the socket to unpark", func() bool { return r.Stats().Parked == 0 })
+}
+
+// onLoops runs f on each of r's loops in turn, on the loop's goroutine,
+// and returns once it has run everywhere.
+func onLoops(t testing.TB, r *Registry, f func(*loop)) {
+	t.Helper()
+	for _, l := range r.loops {
+		done := make(chan struct{})
+		if !l.push(job{kind: jobCall, call: func() { f(l); close(done) }}) {
+			t.Fatal("loop stopped")
+		}
+		select {
+		case <-done:
+		case <-time.After(patience):
+			t.Fatal("a loop did not run a call")
+		}
+	}
+}
+
+// pushAll queues jobs on l at once, so that the loop takes them as one
+// batch (with whatever was queued before them).
+func pushAll(l *loop, jobs []job) {
+	l.mu.Lock()
+	for _, j := range jobs {
+		l.queue = append(l.queue, j)
+		if j.kind == jobFrame || j.kind == jobEnd {
+			l.frames++
+		}
+	}
+	l.queued.Store(true)
+	l.mu.Unlock()
+	if l.asleep.CompareAndSwap(true, false) {
+		_ = l.file.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// holdLoop keeps l busy in a call until the returned func is called (or
+// the test ends), so that what is pushed meanwhile queues up.
+func holdLoop(t testing.TB, l *loop) (release func()) {
+	t.Helper()
+	held, free := make(chan struct{}), make(chan struct{})
+	l.push(job{kind: jobCall, call: func() { close(held); <-free }})
+	<-held
+	var once sync.Once
+	release = func() { once.Do(func() { close(free) }) }
+	t.Cleanup(release)
+	return release
 }

@@ -40,3 +40,24 @@ func (*Socket) Send([]byte) {}
 
 // End has no socket to end.
 func (*Socket) End([]byte) {}
+
+// Group is a set of sockets that take the same frames; there are none here.
+type Group struct{}
+
+// NewGroup returns an empty group.
+func (*Registry) NewGroup() *Group { return &Group{} }
+
+// Add has no socket to add.
+func (*Group) Add(*Socket) {}
+
+// Remove has no socket to remove.
+func (*Group) Remove(*Socket) {}
+
+// Len is zero.
+func (*Group) Len() int { return 0 }
+
+// Broadcast has no sockets to write to.
+func (*Group) Broadcast([]byte) {}
+
+// End has no sockets to end.
+func (*Group) End([]byte) {}

@@ -13,14 +13,43 @@ type Options struct {
 	// WriteTimeout is how long a socket may stay parked with bytes the
 	// kernel will not take before it is cut as a slow subscriber (default 10s).
 	WriteTimeout time.Duration
-	// MaxPending is how many unwritten bytes a parked socket may hold; a
-	// frame that would pass it cuts the socket (default 256 KiB).
+	// MaxPending is how many unwritten bytes a parked socket may hold,
+	// FrameOverhead not counted; a frame that would pass it cuts the socket
+	// (default 256 KiB).
 	MaxPending int
-	// Writers is how many goroutines write frames (default GOMAXPROCS).
+	// FrameOverhead is how many bytes of every frame and heartbeat are
+	// padding (FLUSH_PADDING): a parked socket's pending frames count
+	// against MaxPending without them, so padding never makes a reader that
+	// keeps up look slow. Frames shorter than it count as nothing.
+	FrameOverhead int
+	// Writers is how many event loops hold the sockets, each with its own
+	// epoll set and its own share of the sockets (default GOMAXPROCS).
 	Writers int
+	// QueueLen is how many frames (a Send, an End, or one Broadcast's share
+	// for the loop) may wait for a loop; a frame that finds its loop's
+	// queue full is not queued and the sockets it was for are cut as
+	// TooSlow, so a publisher never waits (default 16384).
+	QueueLen int
 	// KeepAlive is the heartbeat's bytes (default ": keep-alive\n\n"); a
 	// caller that pads every write (FLUSH_PADDING) pads it too.
 	KeepAlive []byte
+	// Linger is how long a stream the server ends (End, a cut, Close) keeps
+	// its descriptor after shutdown(SHUT_WR), reading and dropping what the
+	// client still sends, until the client's EOF: closing with unread bytes
+	// would reset the connection and could lose the last frames on their
+	// way (default 500ms, as net/http; negative: close at once).
+	Linger time.Duration
+	// MaxReceive is how many bytes a client may send after its request
+	// before its stream is ended with TooMuchInput; they are read and
+	// dropped a bounded amount per wakeup (default 64 KiB; negative: no
+	// limit).
+	MaxReceive int
+	// PeerTimeout, if positive, ends a stream whose client stopped
+	// acknowledging (a phone that lost its network: no FIN, no RST) after
+	// about this long: Register sets TCP_USER_TIMEOUT and TCP keep-alive
+	// probes on its socket, so an idle one is found too. Zero leaves the
+	// kernel's defaults (about 15 minutes of retransmissions).
+	PeerTimeout time.Duration
 }
 
 func (o Options) withDefaults(procs int) Options {
@@ -33,21 +62,34 @@ func (o Options) withDefaults(procs int) Options {
 	if o.MaxPending <= 0 {
 		o.MaxPending = 256 << 10
 	}
+	o.FrameOverhead = max(0, o.FrameOverhead)
 	if o.Writers <= 0 {
 		o.Writers = max(1, procs)
+	}
+	if o.QueueLen <= 0 {
+		o.QueueLen = 16384
 	}
 	if len(o.KeepAlive) == 0 {
 		o.KeepAlive = keepAlive
 	}
+	if o.Linger == 0 {
+		o.Linger = 500 * time.Millisecond
+	}
+	if o.MaxReceive == 0 {
+		o.MaxReceive = 64 << 10
+	}
 	return o
 }
 
-// tick is how often the poller looks at the heartbeat wheel and at the
-// parked sockets' deadlines: a quarter of the shorter interval, so a
-// heartbeat or a cut is at most a quarter late.
+// tick is how often a loop looks at its heartbeat wheel and at its parked
+// sockets' deadlines: a quarter of the shorter interval, so a heartbeat or
+// a cut is at most a quarter late.
 func (o Options) tick() time.Duration {
 	return max(time.Millisecond, min(o.Heartbeat, o.WriteTimeout)/4)
 }
+
+// weight is what a pending frame counts against MaxPending.
+func (o Options) weight(frame []byte) int { return max(0, len(frame)-o.FrameOverhead) }
 
 // Registration is what Register needs besides the connection.
 type Registration struct {
@@ -56,11 +98,13 @@ type Registration struct {
 	// may be longer than Options.MaxPending; a parked first write still
 	// waits at most Options.WriteTimeout.
 	First []byte
-	// OnClose, if not nil, is called once when the socket closes, with the
+	// OnClose, if not nil, is called once when the stream ends, with the
 	// reason and how many bytes it was handed in all (First, frames and
-	// heartbeats), from a registry goroutine or from Close. It must not
-	// block for long; it may call Broadcast, Send, End and Register, not
-	// Close.
+	// heartbeats). It runs on one of the registry's hook workers, never on
+	// an event loop, so a hook that blocks (a lock, a full log pipe)
+	// delays no stream; the socket's descriptor may stay open for up to
+	// Options.Linger after it. It may call Broadcast, Send, End and
+	// Register, not Close.
 	OnClose func(reason Reason, sent int64)
 }
 
@@ -73,7 +117,8 @@ const (
 	Ended
 	// ClientGone: the client closed or reset the connection.
 	ClientGone
-	// TooSlow: a frame would have passed Options.MaxPending.
+	// TooSlow: a frame would have passed Options.MaxPending, or could not
+	// be queued for the socket's loop (Options.QueueLen).
 	TooSlow
 	// WriteTimeout: the socket stayed parked for Options.WriteTimeout.
 	WriteTimeout
@@ -81,6 +126,12 @@ const (
 	WriteFailed
 	// Shutdown: the Registry was closed.
 	Shutdown
+	// TooMuchInput: the client sent more than Options.MaxReceive bytes
+	// after its request.
+	TooMuchInput
+	// Vanished: the client stopped acknowledging for Options.PeerTimeout
+	// (TCP_USER_TIMEOUT or keep-alive probes went unanswered).
+	Vanished
 )
 
 func (r Reason) String() string {
@@ -97,17 +148,35 @@ func (r Reason) String() string {
 		return "write failed"
 	case Shutdown:
 		return "shutdown"
+	case TooMuchInput:
+		return "too much input"
+	case Vanished:
+		return "client vanished"
 	}
 	return "none"
 }
 
+// graceful tells whether a close for this reason shuts the write side
+// down and lingers for the client's EOF (see Options.Linger): the server
+// ended the stream and the client may still be reading. A client that
+// left, vanished, floods or cannot be written to is closed at once.
+func (r Reason) graceful() bool {
+	switch r {
+	case Ended, Shutdown, TooSlow, WriteTimeout:
+		return true
+	}
+	return false
+}
+
 // Stats are a Registry's counters, for metrics.
 type Stats struct {
-	Registered int64  // sockets held now
+	Registered int64  // streams held now
 	Parked     int64  // of those, sockets waiting for the kernel to take their bytes
+	Lingering  int64  // ended streams whose descriptor waits for the client's EOF (Options.Linger)
 	Ended      uint64 // streams ended by End
-	Gone       uint64 // clients that went away
-	Cut        uint64 // slow subscribers cut (TooSlow, WriteTimeout) and failed writes
+	Gone       uint64 // clients that went away or vanished
+	Cut        uint64 // slow subscribers cut (TooSlow, WriteTimeout), failed writes, floods
+	Overflowed uint64 // of the cut, streams a frame could not be queued for (Options.QueueLen)
 	Heartbeats uint64 // keep-alive comments written
 }
 

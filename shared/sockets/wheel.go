@@ -1,18 +1,14 @@
 package sockets
 
-import (
-	"sync"
-	"time"
-)
+import "time"
 
-// wheel holds each registered socket in the slot of the tick at which its
+// wheel holds each of a loop's sockets in the slot of the tick at which its
 // heartbeat falls due. Slots cover one heartbeat interval and a tick more,
 // so a socket is never more than a lap ahead. A socket is only looked at
-// when its slot comes round: writes move nothing (the poller compares the
+// when its slot comes round: writes move nothing (the loop compares the
 // socket's last write when it gets there), so the wheel costs a pointer per
-// socket and a look per interval.
+// socket and a look per interval. It belongs to its loop's goroutine.
 type wheel struct {
-	mu    sync.Mutex
 	tick  int64 // nanoseconds
 	slots [][]*Socket
 	next  int64 // the absolute tick number take has not yet emptied
@@ -26,18 +22,14 @@ func (w *wheel) init(tick, interval time.Duration) {
 // add files s under the tick of due (nanoseconds on the Registry's clock),
 // or the next tick to be taken if due is already past.
 func (w *wheel) add(s *Socket, due int64) {
-	w.mu.Lock()
 	t := max(due/w.tick, w.next)
 	i := t % int64(len(w.slots))
 	w.slots[i] = append(w.slots[i], s)
-	w.mu.Unlock()
 }
 
 // take appends to into the sockets of every tick up to now, and empties
 // those slots.
 func (w *wheel) take(now int64, into []*Socket) []*Socket {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	last := now / w.tick
 	for t := w.next; t <= last && t < w.next+int64(len(w.slots)); t++ {
 		i := t % int64(len(w.slots))
@@ -52,8 +44,6 @@ func (w *wheel) take(now int64, into []*Socket) []*Socket {
 // size is how many sockets the wheel holds, closed ones not yet dropped
 // included.
 func (w *wheel) size() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	n := 0
 	for _, s := range w.slots {
 		n += len(s)
