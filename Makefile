@@ -43,7 +43,7 @@ test-go:
 	@mkdir -p $(ARTIFACTS)
 	$(GO) test -race -count=1 -timeout 15m -artifacts -outputdir $(ARTIFACTS) ./...
 	@# Stack sizes hold only without -race (race builds grow every frame).
-	$(GO) test -count=1 -run '^TestIdleInHandlerStreamStackStaysSmall$$' ./shared/httpapi/
+	$(GO) test -count=1 -run '^TestIdle(InHandler|Wrapped)StreamStackStaysSmall$$' ./shared/httpapi/ ./shared/socketstreams/
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -13,13 +13,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/orderstream/orderstream/shared/config"
 	"github.com/orderstream/orderstream/shared/httpapi"
-	"github.com/orderstream/orderstream/shared/sockets"
+	"github.com/orderstream/orderstream/shared/socketstreams"
 )
 
 func main() {
@@ -69,25 +68,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer b.Close()
 
-	// Live streams leave their handlers as registered sockets
-	// (httpapi.Config.Sockets): net/http forgets their connections, so
-	// shutdown ends them through streamsDone, waits for them on streams,
-	// and then closes the registry.
-	streamsDone := make(chan struct{})
-	endStreams := sync.OnceFunc(func() { close(streamsDone) })
-	var streams httpapi.Streams
-	httpCfg := cfg.HTTP(streamsDone)
-	if reg := openSockets(logger, httpCfg); reg != nil {
-		httpCfg.Sockets = reg
-		defer reg.Close()
-	}
-	defer streams.Wait()
-	defer endStreams()
-	httpCfg.Streams = &streams
-	drain := httpapi.NewDrain(cfg.ShutdownDrain)
-	httpCfg.Drain = drain
+	// Live streams leave their handlers as registered sockets where they
+	// can (socketstreams): net/http forgets their connections, so shutdown
+	// ends them (streams.End), waits for them and closes the registry
+	// (streams.Close).
+	httpCfg := cfg.HTTP()
+	streams := socketstreams.New(logger, httpCfg, !streamsInHandlers)
+	defer streams.Close()
+	httpCfg.ShuttingDown = streams.Draining
 	srv := &http.Server{
-		Handler: httpapi.NewServer(logger, b, httpCfg),
+		Handler: streams.Wrap(httpapi.NewServer(logger, b, httpCfg)),
 		// Streams extend their own write deadline per write, so this only
 		// bounds ordinary requests. No ReadTimeout: net/http would cancel a
 		// long stream's context when it expired. ReadHeaderTimeout and the
@@ -99,7 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	srv.RegisterOnShutdown(endStreams)
+	srv.RegisterOnShutdown(streams.End)
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -133,7 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// reconnects gradually; then stop listening.
 	logger.Info("shutting down: draining streams (a second signal quits at once)", "drain", cfg.ShutdownDrain)
 	select {
-	case <-time.After(time.Until(drain.Begin())):
+	case <-time.After(time.Until(streams.Drain(cfg.ShutdownDrain))):
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -147,8 +137,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
-	endStreams()
-	streams.Wait() // the deferred reg.Close then finds no stream left
+	if err := streams.Close(); err != nil {
+		logger.Warn("closing the streams' registry", "err", err)
+	}
 	logger.Info("stopped")
 	return nil
 }
@@ -156,23 +147,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // streamsInHandlers keeps streams in their handlers, as off Linux: tests
 // set it to run the server both ways.
 var streamsInHandlers bool
-
-// openSockets returns the registry that holds live streams as sockets, or
-// nil where there is none (off Linux) or it cannot be made: streams then
-// stay in their handlers.
-func openSockets(logger *slog.Logger, cfg httpapi.Config) *sockets.Registry {
-	if streamsInHandlers {
-		return nil
-	}
-	reg, err := sockets.New(httpapi.SocketOptions(cfg))
-	if err != nil {
-		if !errors.Is(err, sockets.ErrUnsupported) {
-			logger.Warn("live streams stay in their handlers", "err", err)
-		}
-		return nil
-	}
-	return reg
-}
 
 // writeFileAtomically writes data to path through a temporary file renamed
 // over it, so that a reader never sees a partial address.

@@ -27,6 +27,7 @@ import (
 	"github.com/orderstream/orderstream/functions/internal/lambdatest"
 	"github.com/orderstream/orderstream/shared/config"
 	"github.com/orderstream/orderstream/shared/httpapi"
+	"github.com/orderstream/orderstream/shared/socketstreams"
 	"github.com/orderstream/orderstream/shared/sse"
 )
 
@@ -306,10 +307,12 @@ func httpSide(t *testing.T) *side {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	srv := httptest.NewServer(httpapi.NewServer(slog.New(slog.DiscardHandler), b, cfg.HTTP(done)))
+	logger := slog.New(slog.DiscardHandler)
+	httpCfg := cfg.HTTP()
+	streams := socketstreams.New(logger, httpCfg, true)
+	srv := httptest.NewServer(streams.Wrap(httpapi.NewServer(logger, b, httpCfg)))
 	t.Cleanup(func() {
-		close(done)
+		streams.Close()
 		srv.Close()
 		b.Close()
 	})

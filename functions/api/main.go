@@ -56,7 +56,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	defer b.Close()
 
-	httpCfg := cfg.HTTP(nil) // streams end by themselves: HistoryOnly
+	httpCfg := cfg.HTTP()
 	httpCfg.HistoryOnly = true
 	adapter := httpadapter.NewV2(httpapi.NewServer(logger, b, httpCfg))
 

@@ -70,8 +70,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	defer b.Close()
 
-	streamsDone := make(chan struct{})
-	var h http.Handler = httpapi.NewServer(logger, b, cfg.HTTP(streamsDone))
+	var h http.Handler = httpapi.NewServer(logger, b, cfg.HTTP())
 	h = endBeforeDeadline(deadlineMargin, h)
 
 	brokerKind := "memory"
@@ -91,9 +90,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		lambda.WithEnableSIGTERM(func() { logger.Info("SIGTERM: instance shutting down") }))
 
 	<-ctx.Done()
-	// Lambda stops an instance only between invocations, so no stream is open
-	// here; closing streamsDone covers runtimes that do otherwise.
-	close(streamsDone)
+	// Lambda stops an instance only between invocations, so no stream is
+	// open here; on a runtime that did otherwise, the invocations' contexts
+	// derive from ctx (WithContext), and a stream ends with its context.
 	logger.Info("stopped")
 	return nil
 }

@@ -310,18 +310,16 @@ func (c Config) validateRestarts() []error {
 	return errs
 }
 
-// HTTP returns the settings for httpapi.NewServer; done ends every stream
-// when closed. Call it on a configuration that passed Validate. Each call
-// makes a new metrics registry (with the Go runtime and process collectors),
-// so that nothing is global.
-func (c Config) HTTP(done <-chan struct{}) httpapi.Config {
+// HTTP returns the settings for httpapi.NewServer. Call it on a
+// configuration that passed Validate. Each call makes a new metrics registry
+// (with the Go runtime and process collectors), so that nothing is global.
+func (c Config) HTTP() httpapi.Config {
 	h := httpapi.Config{
 		HeartbeatInterval: c.HeartbeatInterval,
 		RetryInterval:     c.RetryInterval,
 		RetryJitter:       c.RetryJitter,
 		WriteTimeout:      c.WriteTimeout,
 		MaxStreamDuration: c.MaxStreamDuration,
-		Done:              done,
 
 		MaxStreams:             c.MaxStreams,
 		MaxStreamsPerClient:    c.MaxStreamsPerClient,

@@ -40,11 +40,11 @@ func TestFromEnv(t *testing.T) {
 		{"every error at once", map[string]string{"HEARTBEAT_INTERVAL": "x", "ORDER_RETENTION": "y"}, nil, "ORDER_RETENTION"},
 		// SHUTDOWN_DRAIN, RETRY_JITTER and ORDER_IDLE_EXPIRY.
 		{"restart settings default", nil, func(c Config) bool {
-			return c.ShutdownDrain == 10*time.Second && c.RetryJitter == 0 && c.HTTP(nil).RetryJitter == 0 &&
+			return c.ShutdownDrain == 10*time.Second && c.RetryJitter == 0 && c.HTTP().RetryJitter == 0 &&
 				c.OrderIdleExpiry == 30*24*time.Hour
 		}, ""},
 		{"restart settings set", map[string]string{"SHUTDOWN_DRAIN": "30s", "RETRY_JITTER": "2s", "ORDER_IDLE_EXPIRY": "168h"}, func(c Config) bool {
-			return c.ShutdownDrain == 30*time.Second && c.HTTP(nil).RetryJitter == 2*time.Second && c.OrderIdleExpiry == 168*time.Hour
+			return c.ShutdownDrain == 30*time.Second && c.HTTP().RetryJitter == 2*time.Second && c.OrderIdleExpiry == 168*time.Hour
 		}, ""},
 		{"no drain", map[string]string{"SHUTDOWN_DRAIN": "0s"}, func(c Config) bool { return c.ShutdownDrain == 0 }, ""},
 		{"drain not a duration", map[string]string{"SHUTDOWN_DRAIN": "10"}, nil, "SHUTDOWN_DRAIN"},
@@ -100,7 +100,7 @@ func TestHardening(t *testing.T) {
 			"MAX_STREAMS": "10000", "MAX_STREAMS_PER_CLIENT": "20", "MAX_SUBSCRIBERS_PER_ORDER": "500",
 			"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1", "READ_HEADER_TIMEOUT": "5s", "IDLE_TIMEOUT": "30s",
 		}, func(c Config) bool {
-			h := c.HTTP(nil)
+			h := c.HTTP()
 			return h.MaxStreams == 10000 && h.MaxStreamsPerClient == 20 && h.MaxSubscribersPerOrder == 500 &&
 				len(h.TrustedProxies) == 2 && c.ReadHeaderTimeout == 5*time.Second && c.IdleTimeout == 30*time.Second
 		}, ""},
@@ -109,13 +109,13 @@ func TestHardening(t *testing.T) {
 		{"bad proxy", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, nil, "TRUSTED_PROXIES"},
 		{"zero header timeout", map[string]string{"READ_HEADER_TIMEOUT": "0s"}, nil, "READ_HEADER_TIMEOUT must be positive"},
 		{"cors", map[string]string{"CORS_ALLOWED_ORIGINS": "https://shop.example, http://localhost:3000"}, func(c Config) bool {
-			o := c.HTTP(nil).CORSAllowedOrigins
+			o := c.HTTP().CORSAllowedOrigins
 			return len(o) == 2 && o[0] == "https://shop.example" && o[1] == "http://localhost:3000"
 		}, ""},
 		{"cors origin with a path", map[string]string{"CORS_ALLOWED_ORIGINS": "https://shop.example/app"}, nil, "CORS_ALLOWED_ORIGINS"},
 		{"auth with a secret", map[string]string{"AUTH_JWT_SECRET": strings.Repeat("s", 32), "AUTH_JWT_ISSUER": "https://shop.example"},
 			func(c Config) bool {
-				a := c.HTTP(nil).Auth
+				a := c.HTTP().Auth
 				return a.Enabled() && string(a.Secret) == strings.Repeat("s", 32) && a.Issuer == "https://shop.example" && a.Cookie == "orderstream_token"
 			}, ""},
 		{"auth secret too short", map[string]string{"AUTH_JWT_SECRET": "hunter2"}, nil, "at least 32"},
@@ -124,8 +124,8 @@ func TestHardening(t *testing.T) {
 		{"auth secret and key", map[string]string{"AUTH_JWT_SECRET": strings.Repeat("s", 32), "AUTH_JWT_PUBLIC_KEY_FILE": "/k.pem"}, nil, "not both"},
 		{"auth cookie name", map[string]string{"AUTH_COOKIE": "a b"}, nil, "AUTH_COOKIE"},
 		{"zero idle timeout", map[string]string{"IDLE_TIMEOUT": "0s"}, nil, "IDLE_TIMEOUT must be positive"},
-		{"flush padding", map[string]string{"FLUSH_PADDING": "2048"}, func(c Config) bool { return c.HTTP(nil).FlushPadding == 2048 }, ""},
-		{"flush padding off by default", nil, func(c Config) bool { return c.HTTP(nil).FlushPadding == 0 }, ""},
+		{"flush padding", map[string]string{"FLUSH_PADDING": "2048"}, func(c Config) bool { return c.HTTP().FlushPadding == 2048 }, ""},
+		{"flush padding off by default", nil, func(c Config) bool { return c.HTTP().FlushPadding == 0 }, ""},
 		{"negative flush padding", map[string]string{"FLUSH_PADDING": "-1"}, nil, "FLUSH_PADDING must not be negative"},
 		{"huge flush padding", map[string]string{"FLUSH_PADDING": "1000000"}, nil, "FLUSH_PADDING must be at most"},
 	}
@@ -146,13 +146,13 @@ func TestHardening(t *testing.T) {
 }
 
 func TestHTTPDefaultsAddNothing(t *testing.T) {
-	h := Default().HTTP(nil)
+	h := Default().HTTP()
 	if h.Metrics != nil || h.Auth.Enabled() || h.MaxStreams != 0 || h.MaxStreamsPerClient != 0 || h.MaxSubscribersPerOrder != 0 || h.TrustedProxies != nil || h.CORSAllowedOrigins != nil {
 		t.Fatalf("defaults turn on: %+v", h)
 	}
 	c := Default()
 	c.Metrics = true
-	if c.HTTP(nil).Metrics == c.HTTP(nil).Metrics {
+	if c.HTTP().Metrics == c.HTTP().Metrics {
 		t.Fatal("two HTTP() calls share a metrics registry")
 	}
 }

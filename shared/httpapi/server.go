@@ -9,13 +9,11 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderstream/orderstream/shared/broker"
-	"github.com/orderstream/orderstream/shared/sockets"
 )
 
 // Config tunes the streams. Zero fields take the contract's defaults.
@@ -38,21 +36,11 @@ type Config struct {
 	// (API Gateway through the buffered adapter). Clients poll with their
 	// Last-Event-ID.
 	HistoryOnly bool
-	// Done, when closed, ends every open stream cleanly (server shutdown).
-	Done <-chan struct{}
-	// Drain, when set and begun, fails /healthz and ends the streams spread
-	// over its window (see Drain); Done still ends them all at once.
-	Drain *Drain
-	// Streams counts the streams that left their handlers (see Sockets):
-	// net/http forgets their connections, so at shutdown the caller closes
-	// Done and then calls Streams.Wait.
-	Streams *Streams
-	// Sockets, when set (with Done and Streams), holds live HTTP/1.1
-	// streams on plain TCP as registered sockets instead of goroutines (see
-	// register in registered.go); they count in Streams, and end with Done.
-	// The caller closes it after Streams.Wait. Nil: streams stay in their
-	// handlers.
-	Sockets *sockets.Registry
+	// ShuttingDown, when set, is asked by /healthz: once it reports true,
+	// /healthz answers 503 so that balancers send new work elsewhere, while
+	// what is open here is still served. How streams end meanwhile is the
+	// caller's (it cancels their requests' contexts, or a Detacher ends them).
+	ShuttingDown func() bool
 
 	// Everything below is off when zero, and then the server behaves exactly
 	// as the contract says with nothing added.
@@ -189,34 +177,3 @@ func (h *headerRecorder) Write(b []byte) (int, error) {
 	h.WriteHeader(http.StatusOK)
 	return len(b), nil
 }
-
-// Streams counts the streams that left their handlers (Config.Streams), so
-// that a server can wait for them at shutdown. The zero value is ready.
-type Streams struct {
-	mu      sync.Mutex
-	waiting bool
-	wg      sync.WaitGroup
-}
-
-// Wait refuses new streams out of their handlers (they stay in them) and
-// waits until those out end (they end when Config.Done is closed).
-func (s *Streams) Wait() {
-	s.mu.Lock()
-	s.waiting = true
-	s.mu.Unlock()
-	s.wg.Wait()
-}
-
-// add counts n streams leaving their handlers, unless Wait has begun.
-func (s *Streams) add(n int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.waiting {
-		return false
-	}
-	s.wg.Add(n)
-	return true
-}
-
-// done uncounts n streams that were out of their handlers and have ended.
-func (s *Streams) done(n int) { s.wg.Add(-n) }
