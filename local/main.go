@@ -4,7 +4,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/orderstream/orderstream/shared/config"
 	"github.com/orderstream/orderstream/shared/httpapi"
+	"github.com/orderstream/orderstream/shared/service"
 	"github.com/orderstream/orderstream/shared/socketstreams"
 )
 
@@ -40,71 +40,48 @@ const shutdownGrace = 15 * time.Second
 
 // run serves until ctx is cancelled, then shuts down cleanly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := config.FromEnv(getenv)
+	cfg, err := config.FromArgs(args, getenv, stdout)
 	if err != nil {
-		return err
-	}
-	addr := getenv("ADDR")
-	if addr == "" {
-		addr = ":8080"
-	}
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	fs.StringVar(&addr, "addr", addr, "listen address ($ADDR)")
-	addrFile := getenv("ADDR_FILE")
-	fs.StringVar(&addrFile, "addr-file", addrFile, "once listening, write the address listened on to this file, for scripts and tests ($ADDR_FILE)")
-	cfg.RegisterFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stdout, nil))
 
-	b, err := cfg.OpenBroker(ctx, logger)
+	svc, err := service.Open(ctx, logger, cfg)
 	if err != nil {
-		return fmt.Errorf("open broker: %w", err)
+		return err
 	}
-	defer b.Close()
+	defer svc.Close()
 
 	// Live streams leave their handlers as registered sockets where they
 	// can (socketstreams): net/http forgets their connections, so shutdown
 	// ends them (streams.End), waits for them and closes the registry
 	// (streams.Close).
-	httpCfg := cfg.HTTP()
+	httpCfg := svc.HTTP
 	streams := socketstreams.New(logger, httpCfg, !streamsInHandlers)
 	defer streams.Close()
 	httpCfg.ShuttingDown = streams.Draining
 	srv := &http.Server{
-		Handler: streams.Wrap(httpapi.NewServer(logger, b, httpCfg)),
+		Handler: streams.Wrap(httpapi.NewServer(logger, svc.Broker, httpCfg)),
 		// Streams extend their own write deadline per write, so this only
 		// bounds ordinary requests. No ReadTimeout: net/http would cancel a
 		// long stream's context when it expired. ReadHeaderTimeout and the
 		// handlers' own body deadline keep a slowloris client from holding a
 		// connection with a request it never finishes.
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       cfg.IdleTimeout,
+		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(streams.End)
 
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	broker := "memory"
-	switch {
-	case cfg.RedisCluster:
-		broker = "redis-cluster"
-	case cfg.RedisURL != "":
-		broker = "redis"
-	}
-	logger.Info("listening", "addr", ln.Addr().String(), "broker", broker)
-	if addrFile != "" {
-		if err := writeFileAtomically(addrFile, ln.Addr().String()+"\n"); err != nil {
+	logger.Info("listening", "addr", ln.Addr().String(), "broker", svc.Kind)
+	if cfg.Server.AddrFile != "" {
+		if err := writeFileAtomically(cfg.Server.AddrFile, ln.Addr().String()+"\n"); err != nil {
 			ln.Close()
 			return fmt.Errorf("addr file: %w", err)
 		}
@@ -121,9 +98,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Fail /healthz and keep serving while the streams end one by one, so
 	// the balancer moves new work elsewhere and the fleet absorbs the
 	// reconnects gradually; then stop listening.
-	logger.Info("shutting down: draining streams (a second signal quits at once)", "drain", cfg.ShutdownDrain)
+	drain := cfg.Server.ShutdownDrain
+	logger.Info("shutting down: draining streams (a second signal quits at once)", "drain", drain)
 	select {
-	case <-time.After(time.Until(streams.Drain(cfg.ShutdownDrain))):
+	case <-time.After(time.Until(streams.Drain(drain))):
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/orderstream/orderstream/functions/internal/lambdatest"
 	"github.com/orderstream/orderstream/shared/config"
 	"github.com/orderstream/orderstream/shared/httpapi"
+	"github.com/orderstream/orderstream/shared/service"
 	"github.com/orderstream/orderstream/shared/socketstreams"
 	"github.com/orderstream/orderstream/shared/sse"
 )
@@ -299,18 +300,18 @@ func lambdaSide(invokeURL string) *side {
 // configures it: its streams are live, so a stream is read until it ends or
 // falls idle (the history has arrived by then).
 func httpSide(t *testing.T) *side {
-	cfg, err := config.FromEnv(func(k string) string { return functionEnv[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := cfg.OpenBroker(context.Background(), slog.New(slog.DiscardHandler))
+	s, err := config.FromEnv(func(k string) string { return functionEnv[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.DiscardHandler)
-	httpCfg := cfg.HTTP()
-	streams := socketstreams.New(logger, httpCfg, true)
-	srv := httptest.NewServer(streams.Wrap(httpapi.NewServer(logger, b, httpCfg)))
+	svc, err := service.Open(context.Background(), logger, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := svc.Broker
+	streams := socketstreams.New(logger, svc.HTTP, true)
+	srv := httptest.NewServer(streams.Wrap(httpapi.NewServer(logger, b, svc.HTTP)))
 	t.Cleanup(func() {
 		streams.Close()
 		srv.Close()

@@ -565,7 +565,11 @@ func TestDefaultMaxStreamDuration(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if want := `"maxStreamDuration":"` + defaultMaxStreamDuration.String() + `"`; !strings.Contains(f.proc.Stdout(), want) {
+	capped, err := time.ParseDuration(maxStreamDuration.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"maxStreamDuration":"` + capped.String() + `"`; !strings.Contains(f.proc.Stdout(), want) {
 		t.Errorf("starting log line lacks %s: %s", want, f.proc.Stdout())
 	}
 }

@@ -42,7 +42,7 @@ func BenchmarkFanout(b *testing.B) {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
 			br := broker.NewMemory(broker.Options{})
 			defer br.Close()
-			h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, Config{})
+			h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, testConfig(Config{}))
 			var elapsed time.Duration
 			b.ResetTimer()
 			for range b.N {

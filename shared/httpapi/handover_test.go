@@ -64,8 +64,8 @@ func TestDetacherIsOfferedLiveStreams(t *testing.T) {
 	defer b.Close()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
-	live := NewServer(logger, b, Config{MaxSubscribersPerOrder: 1})
-	replay := NewServer(logger, b, Config{HistoryOnly: true})
+	live := NewServer(logger, b, testConfig(Config{MaxSubscribersPerOrder: 1}))
+	replay := NewServer(logger, b, testConfig(Config{HistoryOnly: true}))
 	finished, open, replayed := uuid.New(), uuid.New(), uuid.New()
 	for _, s := range []order.Status{order.Created, order.Delivered} {
 		b.Publish(context.Background(), finished, broker.PublishRequest{Status: s})

@@ -44,7 +44,7 @@ func TestFlushPadding(t *testing.T) {
 	defer b.Close()
 	pad := paddingBlock(n)
 	cfg := Config{FlushPadding: n, HeartbeatInterval: 30 * time.Millisecond}
-	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, cfg))
+	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, testConfig(cfg)))
 	defer srv.Close()
 	id := uuid.New()
 	res, err := http.Get(srv.URL + "/orders/" + id.String() + "/stream")

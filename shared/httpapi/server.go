@@ -4,6 +4,8 @@
 package httpapi
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -16,16 +18,18 @@ import (
 	"github.com/orderstream/orderstream/shared/broker"
 )
 
-// Config tunes the streams. Zero fields take the contract's defaults.
+// Config tunes the server. The first three fields are required (NewServer
+// panics without them: the defaults are the settings', shared/config);
+// everything else is off when zero.
 type Config struct {
-	HeartbeatInterval time.Duration // keep-alive comment when idle; default 15s
-	RetryInterval     time.Duration // the retry: sent to clients; default 3s
+	HeartbeatInterval time.Duration // keep-alive comment when idle; positive
+	RetryInterval     time.Duration // the retry: sent to clients; at least 1ms
 	// RetryJitter, when positive, spreads each stream's retry: over
 	// [RetryInterval, RetryInterval+RetryJitter), so that the clients of an
 	// instance that goes away do not all come back in the same instant.
 	RetryJitter time.Duration
 	// WriteTimeout is how long one write to a stream may block before its
-	// client counts as gone; default 10s.
+	// client counts as gone; positive.
 	WriteTimeout time.Duration
 	// MaxStreamDuration ends a stream after this long (0: never). Lambda
 	// bills until a stream ends and never learns that a client left, so it
@@ -69,10 +73,11 @@ type Config struct {
 	// API. Empty: no CORS headers, and preflights are refused (405).
 	CORSAllowedOrigins []string
 
-	// Auth, when it has a key, requires bearer tokens (JWT): ScopePublish to
-	// publish and simulate, an orders claim naming the order to read or
-	// stream it, ScopeMetrics for /metrics. The page and /healthz stay open.
-	Auth AuthConfig
+	// Auth, when set, requires bearer tokens (JWT) that it verifies:
+	// ScopePublish to publish and simulate, an orders claim naming the
+	// order to read or stream it, ScopeMetrics for /metrics. The page and
+	// /healthz stay open.
+	Auth *Verifier
 
 	// FlushPadding, when positive, follows every write to a stream (each
 	// event, heartbeat and the opening retry:) with an SSE comment block of
@@ -80,21 +85,23 @@ type Config struct {
 	// small chunks until more bytes follow (reported of Lambda function URLs)
 	// then passes each one on at once. See functions/README.md for its cost.
 	FlushPadding int
-	padding      []byte // the block, made once by withDefaults
+	padding      []byte // the block, made once by NewServer
 }
 
-func (c Config) withDefaults() Config {
+// check reports a required value that is missing: a caller's mistake, not
+// a user's (shared/config reports theirs).
+func (c *Config) check() error {
+	var errs []error
 	if c.HeartbeatInterval <= 0 {
-		c.HeartbeatInterval = 15 * time.Second
+		errs = append(errs, fmt.Errorf("HeartbeatInterval must be positive, got %v", c.HeartbeatInterval))
 	}
-	if c.RetryInterval <= 0 {
-		c.RetryInterval = 3 * time.Second
+	if c.RetryInterval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("RetryInterval must be at least 1ms, got %v", c.RetryInterval))
 	}
 	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
+		errs = append(errs, fmt.Errorf("WriteTimeout must be positive, got %v", c.WriteTimeout))
 	}
-	c.padding = paddingBlock(c.FlushPadding)
-	return c
+	return errors.Join(errs...)
 }
 
 // retry is the retry: one stream sends, in whole milliseconds.
@@ -106,9 +113,13 @@ func (c *Config) retry() time.Duration {
 	return d.Truncate(time.Millisecond)
 }
 
-// NewServer returns the handler for the whole API.
+// NewServer returns the handler for the whole API. It panics on a Config
+// without its required values, as http.ServeMux does on a bad pattern.
 func NewServer(logger *slog.Logger, b broker.Broker, cfg Config) http.Handler {
-	cfg = cfg.withDefaults()
+	if err := cfg.check(); err != nil {
+		panic("httpapi.NewServer: " + err.Error())
+	}
+	cfg.padding = paddingBlock(cfg.FlushPadding)
 	m := newMetrics(cfg.Metrics)
 	mux := http.NewServeMux()
 	addRoutes(mux, logger, b, cfg, m, newStreamLimits(cfg), authFromConfig(logger, cfg.Auth, m))

@@ -58,6 +58,9 @@ const wakeID = 0
 // New starts a Registry: one poller goroutine and Options.Writers writers,
 // all ended by Close.
 func New(opts Options) (*Registry, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	opts = opts.withDefaults(runtime.GOMAXPROCS(0))
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {

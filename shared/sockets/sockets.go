@@ -2,42 +2,51 @@ package sockets
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
-// Options tunes a Registry; zero fields take the defaults.
+// Options tunes a Registry. Heartbeat, WriteTimeout and KeepAlive are the
+// streams' own settings and required (New fails without them); the rest
+// tune the registry and take its defaults when zero.
 type Options struct {
 	// Heartbeat is how long a socket may go without bytes before it is sent
-	// a keep-alive comment (default 15s).
+	// KeepAlive.
 	Heartbeat time.Duration
 	// WriteTimeout is how long a socket may stay parked with bytes the
-	// kernel will not take before it is cut as a slow subscriber (default 10s).
+	// kernel will not take before it is cut as a slow subscriber.
 	WriteTimeout time.Duration
 	// MaxPending is how many unwritten bytes a parked socket may hold; a
 	// frame that would pass it cuts the socket (default 256 KiB).
 	MaxPending int
 	// Writers is how many goroutines write frames (default GOMAXPROCS).
 	Writers int
-	// KeepAlive is the heartbeat's bytes (default ": keep-alive\n\n"); a
-	// caller that pads every write (FLUSH_PADDING) pads it too.
+	// KeepAlive is the heartbeat's bytes (an SSE comment, ": keep-alive\n\n";
+	// a caller that pads every write, FLUSH_PADDING, pads it too).
 	KeepAlive []byte
 }
 
-func (o Options) withDefaults(procs int) Options {
+// check reports the required options that are missing.
+func (o Options) check() error {
+	var errs []error
 	if o.Heartbeat <= 0 {
-		o.Heartbeat = 15 * time.Second
+		errs = append(errs, fmt.Errorf("sockets: Options.Heartbeat must be positive, got %v", o.Heartbeat))
 	}
 	if o.WriteTimeout <= 0 {
-		o.WriteTimeout = 10 * time.Second
+		errs = append(errs, fmt.Errorf("sockets: Options.WriteTimeout must be positive, got %v", o.WriteTimeout))
 	}
+	if len(o.KeepAlive) == 0 {
+		errs = append(errs, errors.New("sockets: Options.KeepAlive is empty"))
+	}
+	return errors.Join(errs...)
+}
+
+func (o Options) withDefaults(procs int) Options {
 	if o.MaxPending <= 0 {
 		o.MaxPending = 256 << 10
 	}
 	if o.Writers <= 0 {
 		o.Writers = max(1, procs)
-	}
-	if len(o.KeepAlive) == 0 {
-		o.KeepAlive = keepAlive
 	}
 	return o
 }
@@ -118,6 +127,3 @@ var (
 	// ErrClosed is Register's error once the Registry is closed.
 	ErrClosed = errors.New("sockets: registry closed")
 )
-
-// keepAlive is the heartbeat: an SSE comment, ignored by clients.
-var keepAlive = []byte(": keep-alive\n\n")
