@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -49,6 +50,10 @@ const (
 var bootstrap, rie string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // no bootstrap nor aws-lambda-rie: the tests that run them skip (lambdatest.SkipShort)
+	}
 	dir, err := os.MkdirTemp("", "orderstream-api-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
