@@ -2,7 +2,9 @@ package socketstreams
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"sync"
@@ -12,6 +14,25 @@ import (
 	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/sockets"
 )
+
+// Everything that speaks to shared/sockets is in this file: opening the
+// registry, handing a stream's connection over, the fan-out of an event to
+// an order's registered streams, and the close hook.
+
+// openRegistry opens the registry for the streams of a server configured
+// with cfg: its heartbeat, write timeout and padded keep-alive. Nil where
+// registered sockets are unsupported or the registry cannot be made (said
+// in the log): every stream then stays in its handler.
+func openRegistry(logger *slog.Logger, cfg httpapi.Config) *sockets.Registry {
+	reg, err := sockets.New(sockets.Options{Heartbeat: cfg.HeartbeatInterval, WriteTimeout: cfg.WriteTimeout, KeepAlive: cfg.KeepAlive()})
+	if err != nil {
+		if !errors.Is(err, sockets.ErrUnsupported) {
+			logger.Warn("live streams stay in their handlers", "err", err)
+		}
+		return nil
+	}
+	return reg
+}
 
 // canRegister tells whether r's stream may become a registered socket: a
 // request over HTTP/1.1 on plain TCP (HTTP/2 streams share a connection, an
@@ -132,6 +153,31 @@ func responseHead(h http.Header) []byte {
 	_ = h.Write(&b) // a bytes.Buffer does not fail
 	b.WriteString("\r\n")
 	return b.Bytes()
+}
+
+// DeliverGroup makes Streams the broker.Group of its registered streams:
+// the hub hands it each live event once for all of an order's registered
+// streams, and it encodes the frame once and hands it to every member's
+// socket in one Broadcast (a job per writer, not per stream), written by
+// the registry's writers without blocking. It runs under the hub's lock.
+func (s *Streams) DeliverGroup(ev broker.Event, members []broker.Subscriber) {
+	if len(members) == 0 {
+		return
+	}
+	h := members[0].(*registered).h // every member came through the one server s wraps
+	frame, err := h.Frame(ev)
+	if err != nil {
+		for _, m := range members {
+			m.(*registered).end()
+		}
+		return
+	}
+	socks := make([]*sockets.Socket, len(members)) // kept by the writers: a new slice each time
+	for i, m := range members {
+		socks[i] = m.(*registered).sock
+	}
+	s.reg.Broadcast(frame, socks)
+	h.Delivered(ev, len(members))
 }
 
 // registered is a stream held as a registered socket: the broker

@@ -17,13 +17,11 @@ package socketstreams
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
-	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/sockets"
 )
@@ -55,17 +53,9 @@ type Streams struct {
 // only the drain and shutdown apply.
 func New(logger *slog.Logger, cfg httpapi.Config, register bool) *Streams {
 	s := &Streams{logger: logger, registered: make(map[*registered]struct{}), inHandlers: make(map[*offer]struct{})}
-	if !register {
-		return s
+	if register {
+		s.reg = openRegistry(logger, cfg)
 	}
-	reg, err := sockets.New(sockets.Options{Heartbeat: cfg.HeartbeatInterval, WriteTimeout: cfg.WriteTimeout, KeepAlive: cfg.KeepAlive()})
-	if err != nil {
-		if !errors.Is(err, sockets.ErrUnsupported) {
-			logger.Warn("live streams stay in their handlers", "err", err)
-		}
-		return s
-	}
-	s.reg = reg
 	return s
 }
 
@@ -203,29 +193,4 @@ func (s *Streams) Close() error {
 		}
 	})
 	return s.closeErr
-}
-
-// DeliverGroup makes Streams the broker.Group of its registered streams:
-// the hub hands it each live event once for all of an order's registered
-// streams, and it encodes the frame once and hands it to every member's
-// socket in one Broadcast (a job per writer, not per stream), written by
-// the registry's writers without blocking. It runs under the hub's lock.
-func (s *Streams) DeliverGroup(ev broker.Event, members []broker.Subscriber) {
-	if len(members) == 0 {
-		return
-	}
-	h := members[0].(*registered).h // every member came through the one server s wraps
-	frame, err := h.Frame(ev)
-	if err != nil {
-		for _, m := range members {
-			m.(*registered).end()
-		}
-		return
-	}
-	socks := make([]*sockets.Socket, len(members)) // kept by the writers: a new slice each time
-	for i, m := range members {
-		socks[i] = m.(*registered).sock
-	}
-	s.reg.Broadcast(frame, socks)
-	h.Delivered(ev, len(members))
 }
