@@ -4,7 +4,7 @@
 #   make loadtest            the suite at laptop size against a local server
 #   TARGET=https://<function-url> make loadtest   the same against a deployment
 #   make loadtest-baseline   orderstream against the raw fan-out server
-#   make loadtest-figures    every figure of loadtest/README.md in one run, and its charts
+#   make loadtest-figures    the load figures of docs/performance.md in one run, and their charts
 #   make loadtest-scale      100,000 streams over several instances sharing a redis-server
 #   make loadtest-rolling    15,000 streams through nginx over three instances, restarted in turn and one killed
 #   make loadtest-smoke      a few hundred streams (part of make test)

@@ -5,7 +5,7 @@
 #   run.sh smoke      a few hundred streams, tens of seconds (make test)
 #   run.sh laptop     the suite at a size one machine takes (make loadtest)
 #   run.sh baseline   orderstream against the raw fan-out server (make loadtest-baseline)
-#   run.sh figures    every figure of README.md in one run, and the charts (make loadtest-figures)
+#   run.sh figures    the load figures of docs/performance.md in one run, and the charts (make loadtest-figures)
 #   run.sh scale      N (100,000) streams over several instances sharing a redis-server (make loadtest-scale)
 #   run.sh rolling    S (15,000) streams through nginx over three instances, restarted in turn and one killed (make loadtest-rolling)
 #
@@ -180,8 +180,9 @@ nginx_start() {
 # their environment) behind nginx, rolling.js through it, and meanwhile
 # every instance restarted in turn with SIGTERM, SPACING_S seconds apart,
 # then the first killed with SIGKILL. The epoch seconds of each step go to
-# rolling-MODE-phases.txt; the successful connects per second since the
-# first SIGTERM to rolling-MODE-connects.json.
+# rolling-MODE-phases.txt (t0 first: the whole second the connects are
+# counted from, just before the first SIGTERM), which the chart marks; the
+# successful connects per second since t0 to rolling-MODE-connects.json.
 rolling_run() {
 	local mode=$1 label=rolling-$1 i rc storm next k6pid
 	shift
@@ -204,6 +205,7 @@ rolling_run() {
 	# and the publisher's first round.
 	sleep $((RAMP_S + 2 + STEP_S))
 	storm=$(date +%s)
+	echo "$storm t0" >>"$RESULTS/$label-phases.txt"
 	for i in 0 1 2; do
 		next=$((SECONDS + SPACING_S))
 		echo "$(date +%s.%N) sigterm $i" >>"$RESULTS/$label-phases.txt"
@@ -232,8 +234,9 @@ rolling_run() {
 			map(.data.time | sub("\\.[0-9]+"; "") | sub("(?<z>[+-][0-9]{2}):?(?<m>[0-9]{2})$"; "Z") | fromdate - $storm)
 			| map(select(. >= -10)) | group_by(.) | map({t: .[0], n: length})' >"$RESULTS/$label-connects.json"
 	rm -f "$RESULTS/$label-samples.json.gz"
-	jq --arg mode "$mode" --slurpfile c "$RESULTS/$label-connects.json" '{
+	jq --arg mode "$mode" --arg env "$*" --slurpfile c "$RESULTS/$label-connects.json" '{
 		mode: $mode,
+		instanceEnv: $env,
 		streams: .metrics.sse_streams_completed.count,
 		events: .metrics.sse_events.count,
 		reconnects: .metrics.sse_reconnects.count,
@@ -448,7 +451,7 @@ baseline)
 	BASE=$SVC k6run k6-orderstream latency -e S="$N" -e K="$K" -e RAMP=10s -e INTERVAL=0s -e SPREAD=0s -e P99_MS=5000
 	;;
 figures)
-	# Every figure of README.md, side by side in one run, on this box:
+	# The load figures of docs/performance.md, side by side in one run, on this box:
 	# orderstream and the raw fan-out server measured by the same lean
 	# client (baseline bench), in alternating rounds; then the charts.
 	[ -z "$TARGET" ] || { echo "loadtest: the figures run on this machine only" >&2; exit 2; }
@@ -461,6 +464,7 @@ figures)
 	serve_local
 	start raw "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL" -shape "$RAW_SHAPE"
 	RAW=$BASE RAW_PID=$PID
+	echo "$RAW_SHAPE" >"$RESULTS/raw-shape.txt" # the charts name the raw server by it
 	SVC=$(<"$RESULTS/orderstream.addr")
 	SVC=http://$SVC
 	both=(-raw "$RAW" -raw-pid "$RAW_PID" -service "$SVC" -service-pid "$SERVER_PID")
