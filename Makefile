@@ -13,11 +13,12 @@ TEST_TARGETS :=
 -include functions/lambda.mk
 -include loadtest/loadtest.mk
 
-.PHONY: run test test-go bench build fuzz fuzz-short fmt-check vet deps redis-server chromium nginx screenshot help nodejs
+.PHONY: run test test-fast test-go bench build fuzz fuzz-short fmt-check vet deps redis-server chromium nginx screenshot help nodejs
 
 help:
 	@echo "make run     serve on :8080 (REDIS_URL=redis://... make run for the Redis broker)"
 	@echo "make test    every test, with -race, fuzzing, cfn-lint and a k6 smoke run (installs redis-server and chromium when missing)"
+	@echo "make test-fast  the unit tests with -race, about a minute warm: -short skips the system tests (nginx, Chromium, Node, Redis Cluster, built Lambda bootstraps, the SAM transform)"
 	@echo "make bench   benchmarks of the hot paths"
 	@echo "make build   binaries into bin/"
 	@echo "make fuzz    every fuzzer for FUZZTIME (default 1m) each; make test runs each for FUZZTIME_SHORT (10000x)"
@@ -36,6 +37,15 @@ build:
 
 test: deps fmt-check vet test-go fuzz-short $(TEST_TARGETS)
 
+# The fast inner loop: -short skips the system tests (a real nginx,
+# Chromium, Node, Redis Cluster, the built bootstraps under a fake Runtime
+# API or aws-lambda-rie, the SAM transform), each with a skip message (go
+# test -v shows them). Results are cached: a package unchanged since it last
+# passed is not run again. make test passes no -short and skips nothing.
+test-fast:
+	$(GO) test -race -short ./...
+	@echo "test-fast: system tests skipped by -short (go test -short -v ./... | grep SKIP lists them); make test runs everything"
+
 # Tests keep what they save with t.ArtifactDir (the browser test's
 # screenshot) under $(ARTIFACTS)/_artifacts; each logs its path.
 ARTIFACTS ?= $(CURDIR)/test-artifacts
@@ -43,7 +53,7 @@ test-go:
 	@mkdir -p $(ARTIFACTS)
 	$(GO) test -race -count=1 -timeout 15m -artifacts -outputdir $(ARTIFACTS) ./...
 	@# Stack sizes hold only without -race (race builds grow every frame).
-	$(GO) test -count=1 -run '^TestIdleInHandlerStreamStackStaysSmall$$' ./shared/httpapi/
+	$(GO) test -count=1 -run '^TestIdle(InHandler|Wrapped)StreamStackStaysSmall$$' ./shared/httpapi/ ./shared/socketstreams/
 	@# The vanished-client test needs network namespaces (root, ip(8)): say so if it was skipped.
 	@$(GO) test -count=1 -v -run '^TestVanishedClientEndsWithinPeerTimeout$$/^$$' ./shared/sockets/ | grep -B1 -e '--- SKIP' || true
 

@@ -26,6 +26,7 @@ var updateDocsScreenshot = flag.Bool("update-docs-screenshot", false,
 // missing: a machine without it must not pass by testing less.
 func findChromium(t *testing.T) string {
 	t.Helper()
+	skipShort(t, "a real headless Chromium")
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p

@@ -4,7 +4,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,13 +12,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/orderstream/orderstream/shared/config"
 	"github.com/orderstream/orderstream/shared/httpapi"
-	"github.com/orderstream/orderstream/shared/sockets"
+	"github.com/orderstream/orderstream/shared/service"
+	"github.com/orderstream/orderstream/shared/socketstreams"
 )
 
 func main() {
@@ -41,80 +40,48 @@ const shutdownGrace = 15 * time.Second
 
 // run serves until ctx is cancelled, then shuts down cleanly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := config.FromEnv(getenv)
+	cfg, err := config.FromArgs(args, getenv, stdout)
 	if err != nil {
-		return err
-	}
-	addr := getenv("ADDR")
-	if addr == "" {
-		addr = ":8080"
-	}
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	fs.StringVar(&addr, "addr", addr, "listen address ($ADDR)")
-	addrFile := getenv("ADDR_FILE")
-	fs.StringVar(&addrFile, "addr-file", addrFile, "once listening, write the address listened on to this file, for scripts and tests ($ADDR_FILE)")
-	cfg.RegisterFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stdout, nil))
 
-	b, err := cfg.OpenBroker(ctx, logger)
+	svc, err := service.Open(ctx, logger, cfg)
 	if err != nil {
-		return fmt.Errorf("open broker: %w", err)
+		return err
 	}
-	defer b.Close()
+	defer svc.Close()
 
-	// Live streams leave their handlers as registered sockets
-	// (httpapi.Config.Sockets): net/http forgets their connections, so
-	// shutdown ends them through streamsDone, waits for them on streams,
-	// and then closes the registry.
-	streamsDone := make(chan struct{})
-	endStreams := sync.OnceFunc(func() { close(streamsDone) })
-	var streams httpapi.Streams
-	httpCfg := cfg.HTTP(streamsDone)
-	if reg := openSockets(logger, httpCfg); reg != nil {
-		httpCfg.Sockets = reg
-		defer reg.Close()
-	}
-	defer streams.Wait()
-	defer endStreams()
-	httpCfg.Streams = &streams
-	drain := httpapi.NewDrain(cfg.ShutdownDrain)
-	httpCfg.Drain = drain
+	// Live streams leave their handlers as registered sockets where they
+	// can (socketstreams): net/http forgets their connections, so shutdown
+	// ends them (streams.End), waits for them and closes the registry
+	// (streams.Close).
+	httpCfg := svc.HTTP
+	streams := socketstreams.New(logger, httpCfg, !streamsInHandlers)
+	defer streams.Close()
+	httpCfg.ShuttingDown = streams.Draining
 	srv := &http.Server{
-		Handler: httpapi.NewServer(logger, b, httpCfg),
+		Handler: streams.Wrap(httpapi.NewServer(logger, svc.Broker, httpCfg)),
 		// Streams extend their own write deadline per write, so this only
 		// bounds ordinary requests. No ReadTimeout: net/http would cancel a
 		// long stream's context when it expired. ReadHeaderTimeout and the
 		// handlers' own body deadline keep a slowloris client from holding a
 		// connection with a request it never finishes.
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       cfg.IdleTimeout,
+		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	srv.RegisterOnShutdown(endStreams)
+	srv.RegisterOnShutdown(streams.End)
 
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	broker := "memory"
-	switch {
-	case cfg.RedisCluster:
-		broker = "redis-cluster"
-	case cfg.RedisURL != "":
-		broker = "redis"
-	}
-	logger.Info("listening", "addr", ln.Addr().String(), "broker", broker)
-	if addrFile != "" {
-		if err := writeFileAtomically(addrFile, ln.Addr().String()+"\n"); err != nil {
+	logger.Info("listening", "addr", ln.Addr().String(), "broker", svc.Kind)
+	if cfg.Server.AddrFile != "" {
+		if err := writeFileAtomically(cfg.Server.AddrFile, ln.Addr().String()+"\n"); err != nil {
 			ln.Close()
 			return fmt.Errorf("addr file: %w", err)
 		}
@@ -131,9 +98,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Fail /healthz and keep serving while the streams end one by one, so
 	// the balancer moves new work elsewhere and the fleet absorbs the
 	// reconnects gradually; then stop listening.
-	logger.Info("shutting down: draining streams (a second signal quits at once)", "drain", cfg.ShutdownDrain)
+	drain := cfg.Server.ShutdownDrain
+	logger.Info("shutting down: draining streams (a second signal quits at once)", "drain", drain)
 	select {
-	case <-time.After(time.Until(drain.Begin())):
+	case <-time.After(time.Until(streams.Drain(drain))):
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -147,8 +115,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
-	endStreams()
-	streams.Wait() // the deferred reg.Close then finds no stream left
+	if err := streams.Close(); err != nil {
+		logger.Warn("closing the streams' registry", "err", err)
+	}
 	logger.Info("stopped")
 	return nil
 }
@@ -156,23 +125,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // streamsInHandlers keeps streams in their handlers, as off Linux: tests
 // set it to run the server both ways.
 var streamsInHandlers bool
-
-// openSockets returns the registry that holds live streams as sockets, or
-// nil where there is none (off Linux) or it cannot be made: streams then
-// stay in their handlers.
-func openSockets(logger *slog.Logger, cfg httpapi.Config) *sockets.Registry {
-	if streamsInHandlers {
-		return nil
-	}
-	reg, err := sockets.New(httpapi.SocketOptions(cfg))
-	if err != nil {
-		if !errors.Is(err, sockets.ErrUnsupported) {
-			logger.Warn("live streams stay in their handlers", "err", err)
-		}
-		return nil
-	}
-	return reg
-}
 
 // writeFileAtomically writes data to path through a temporary file renamed
 // over it, so that a reader never sees a partial address.

@@ -59,6 +59,15 @@ lines:
 	return n
 }
 
+// skipShort skips a system test under -short (the fast inner loop, make
+// test-fast), saying what it needs; make test runs it, and never skips it.
+func skipShort(t *testing.T, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("system test (%s): skipped by -short; make test runs it", what)
+	}
+}
+
 // testEnv is the environment tests run the server with: env, on a free
 // loopback port unless env names one (to restart a server on the same
 // port), the address written to addrFile, and no shutdown drain unless env

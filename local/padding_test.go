@@ -86,6 +86,7 @@ true`
 // fails (make deps installs them).
 func npmEventsource(t *testing.T) string {
 	t.Helper()
+	skipShort(t, "Node and the npm eventsource package")
 	for _, tool := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is missing: apt-get install nodejs npm (make deps does)", tool)

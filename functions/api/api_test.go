@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +28,8 @@ import (
 	"github.com/orderstream/orderstream/functions/internal/lambdatest"
 	"github.com/orderstream/orderstream/shared/config"
 	"github.com/orderstream/orderstream/shared/httpapi"
+	"github.com/orderstream/orderstream/shared/service"
+	"github.com/orderstream/orderstream/shared/socketstreams"
 	"github.com/orderstream/orderstream/shared/sse"
 )
 
@@ -47,6 +50,10 @@ const (
 var bootstrap, rie string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // no bootstrap nor aws-lambda-rie: the tests that run them skip (lambdatest.SkipShort)
+	}
 	dir, err := os.MkdirTemp("", "orderstream-api-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -298,18 +305,20 @@ func lambdaSide(invokeURL string) *side {
 // configures it: its streams are live, so a stream is read until it ends or
 // falls idle (the history has arrived by then).
 func httpSide(t *testing.T) *side {
-	cfg, err := config.FromEnv(func(k string) string { return functionEnv[k] })
+	s, err := config.FromEnv(func(k string) string { return functionEnv[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := cfg.OpenBroker(context.Background(), slog.New(slog.DiscardHandler))
+	logger := slog.New(slog.DiscardHandler)
+	svc, err := service.Open(context.Background(), logger, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	srv := httptest.NewServer(httpapi.NewServer(slog.New(slog.DiscardHandler), b, cfg.HTTP(done)))
+	b := svc.Broker
+	streams := socketstreams.New(logger, svc.HTTP, true)
+	srv := httptest.NewServer(streams.Wrap(httpapi.NewServer(logger, b, svc.HTTP)))
 	t.Cleanup(func() {
-		close(done)
+		streams.Close()
 		srv.Close()
 		b.Close()
 	})

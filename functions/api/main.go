@@ -17,15 +17,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 
-	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/orderstream/orderstream/functions/internal/boot"
-	"github.com/orderstream/orderstream/functions/internal/secrets"
-	"github.com/orderstream/orderstream/shared/config"
 	"github.com/orderstream/orderstream/shared/httpapi"
 )
 
@@ -35,44 +31,15 @@ func main() { boot.Main("orderstream api function", run) }
 // runtime loop and returns when ctx ends (SIGTERM at shutdown). Every error
 // it returns happened during initialisation.
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
-	if err := boot.CheckRuntimeAPI(getenv); err != nil {
-		return err
-	}
-	// Secrets given by reference (REDIS_URL_REF, AUTH_JWT_*_REF) are read
-	// once, here, and stand in for the plain settings from then on.
-	getenv, err := secrets.FromEnv(ctx, getenv)
+	f, err := boot.Init(ctx, getenv, stdout)
 	if err != nil {
 		return err
 	}
-	cfg, err := config.FromEnv(getenv)
-	if err != nil {
-		return err
-	}
-	logger := boot.Logger(stdout)
-
-	b, err := cfg.OpenBroker(ctx, logger)
-	if err != nil {
-		return fmt.Errorf("open broker: %w", err)
-	}
-	defer b.Close()
-
-	httpCfg := cfg.HTTP(nil) // streams end by themselves: HistoryOnly
-	httpCfg.HistoryOnly = true
-	adapter := httpadapter.NewV2(httpapi.NewServer(logger, b, httpCfg))
-
-	brokerKind := "memory"
-	if cfg.RedisURL != "" {
-		brokerKind = "redis"
-	}
-	logger.Info("starting", "function", "api", "broker", brokerKind)
-
-	// Start never returns (see the stream function); ProxyWithContext hands
-	// the invocation's context, and so its deadline, to the request.
-	go lambda.StartHandlerFunc(adapter.ProxyWithContext,
-		lambda.WithContext(ctx),
-		lambda.WithEnableSIGTERM(func() { logger.Info("SIGTERM: instance shutting down") }))
-
-	<-ctx.Done()
-	logger.Info("stopped")
-	return nil
+	defer f.Close()
+	cfg := f.HTTP
+	cfg.HistoryOnly = true // a buffered response can't stream: a bounded replay
+	adapter := httpadapter.NewV2(httpapi.NewServer(f.Logger, f.Broker, cfg))
+	// ProxyWithContext hands the invocation's context, and so its deadline,
+	// to the request.
+	return boot.Serve(ctx, f, "api", adapter.ProxyWithContext)
 }

@@ -11,30 +11,27 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"time"
 
-	"github.com/aws/aws-lambda-go/lambda"
-
 	"github.com/orderstream/orderstream/functions/internal/boot"
-	"github.com/orderstream/orderstream/functions/internal/secrets"
 	"github.com/orderstream/orderstream/shared/config"
 	"github.com/orderstream/orderstream/shared/httpapi"
 )
 
 func main() { boot.Main("orderstream stream function", run) }
 
-// defaultMaxStreamDuration caps each stream when MAX_STREAM_DURATION is unset.
-// Lambda bills a stream until it ends and never learns that its client left,
-// so the cap is what an abandoned stream costs at most (5 min at 128 MB
-// arm64: about $0.0005). Ending costs the client one reconnection after its
-// retry: delay, resuming with Last-Event-ID, nothing lost; against a 5 min
-// cap that is one new invocation per 5 min of watching, negligible next to
-// the duration billed. It is a third of the 15 min function timeout, so the
-// end is always ours (a clean end of the body) and never Lambda's timeout.
-const defaultMaxStreamDuration = 5 * time.Minute
+// maxStreamDuration is the function's own default for MAX_STREAM_DURATION
+// (the variable still wins). Lambda bills a stream until it ends and never
+// learns that its client left, so the cap is what an abandoned stream costs
+// at most (5 min at 128 MB arm64: about $0.0005). Ending costs the client
+// one reconnection after its retry: delay, resuming with Last-Event-ID,
+// nothing lost; against a 5 min cap that is one new invocation per 5 min of
+// watching, negligible next to the duration billed. It is a third of the 15
+// min function timeout, so the end is always ours (a clean end of the body)
+// and never Lambda's timeout.
+var maxStreamDuration = config.Override{Name: "MAX_STREAM_DURATION", Value: "5m"}
 
 // deadlineMargin is how long before the invocation's deadline every request
 // is ended, whatever MAX_STREAM_DURATION says (0, or longer than the
@@ -46,56 +43,19 @@ const deadlineMargin = 2 * time.Second
 // runtime loop and returns when ctx ends (SIGTERM at shutdown). Every error
 // it returns happened during initialisation.
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
-	if err := boot.CheckRuntimeAPI(getenv); err != nil {
-		return err
-	}
-	// Secrets given by reference (REDIS_URL_REF, AUTH_JWT_*_REF) are read
-	// once, here, and stand in for the plain settings from then on.
-	getenv, err := secrets.FromEnv(ctx, getenv)
+	f, err := boot.Init(ctx, getenv, stdout, maxStreamDuration)
 	if err != nil {
 		return err
 	}
-	cfg, err := config.FromEnv(getenv)
-	if err != nil {
-		return err
-	}
-	if getenv("MAX_STREAM_DURATION") == "" {
-		cfg.MaxStreamDuration = defaultMaxStreamDuration
-	}
-	logger := boot.Logger(stdout)
-
-	b, err := cfg.OpenBroker(ctx, logger)
-	if err != nil {
-		return fmt.Errorf("open broker: %w", err)
-	}
-	defer b.Close()
-
-	streamsDone := make(chan struct{})
-	var h http.Handler = httpapi.NewServer(logger, b, cfg.HTTP(streamsDone))
+	defer f.Close()
+	var h http.Handler = httpapi.NewServer(f.Logger, f.Broker, f.HTTP)
 	h = endBeforeDeadline(deadlineMargin, h)
-
-	brokerKind := "memory"
-	if cfg.RedisURL != "" {
-		brokerKind = "redis"
-	}
-	logger.Info("starting", "function", "stream", "broker", brokerKind,
-		"maxStreamDuration", cfg.MaxStreamDuration.String(),
-		"heartbeatInterval", cfg.HeartbeatInterval.String())
-
-	// Start never returns: it serves invocations until the process ends, and
-	// exits the process itself if the Runtime API fails. WithEnableSIGTERM
-	// registers an internal extension, without which Lambda sends no SIGTERM
-	// before it stops an instance.
-	go lambda.StartHandlerFunc(eventHandler(h),
-		lambda.WithContext(ctx),
-		lambda.WithEnableSIGTERM(func() { logger.Info("SIGTERM: instance shutting down") }))
-
-	<-ctx.Done()
-	// Lambda stops an instance only between invocations, so no stream is open
-	// here; closing streamsDone covers runtimes that do otherwise.
-	close(streamsDone)
-	logger.Info("stopped")
-	return nil
+	// Lambda stops an instance only between invocations, so no stream is
+	// open when Serve returns; on a runtime that did otherwise, a stream's
+	// context derives from ctx, and it ends with it.
+	return boot.Serve(ctx, f, "stream", eventHandler(h),
+		"maxStreamDuration", f.HTTP.MaxStreamDuration.String(),
+		"heartbeatInterval", f.HTTP.HeartbeatInterval.String())
 }
 
 // endBeforeDeadline ends each request deadlineMargin before its invocation's

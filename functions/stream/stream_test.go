@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -41,6 +42,10 @@ var bootstrap string // the built functions/stream bootstrap
 func TestMain(m *testing.M) {
 	if os.Getenv(panicChildEnv) != "" {
 		os.Exit(m.Run()) // a child of TestLambdaurlPanicKillsProcess: no build
+	}
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // no bootstrap: the tests that run it skip (lambdatest.SkipShort)
 	}
 	dir, err := os.MkdirTemp("", "orderstream-stream-test-")
 	if err != nil {
@@ -565,7 +570,11 @@ func TestDefaultMaxStreamDuration(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if want := `"maxStreamDuration":"` + defaultMaxStreamDuration.String() + `"`; !strings.Contains(f.proc.Stdout(), want) {
+	capped, err := time.ParseDuration(maxStreamDuration.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"maxStreamDuration":"` + capped.String() + `"`; !strings.Contains(f.proc.Stdout(), want) {
 		t.Errorf("starting log line lacks %s: %s", want, f.proc.Stdout())
 	}
 }

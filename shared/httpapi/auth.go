@@ -29,8 +29,6 @@ const (
 	ScopeMetrics = "metrics:read"
 	// AllOrders in a token's orders claim lets it read every order.
 	AllOrders = "*"
-	// DefaultAuthCookie is the cookie a subscriber token may come in.
-	DefaultAuthCookie = "orderstream_token"
 	// minSecretBytes is HS256's key size: a shorter secret is guessable.
 	minSecretBytes = 32
 	// maxTokenBytes bounds what is parsed; real tokens are a few hundred bytes.
@@ -48,7 +46,7 @@ type AuthConfig struct {
 	PublicKeyFile string // or the file that holds it, read by NewServer
 	Issuer        string // when set, a token's iss must equal it
 	Audience      string // when set, a token's aud must name it
-	Cookie        string // the cookie subscribers' tokens may come in; default DefaultAuthCookie
+	Cookie        string // the cookie subscribers' tokens may come in; "": none
 }
 
 // Enabled reports whether a key is set, so that tokens are required.
@@ -57,13 +55,33 @@ func (a AuthConfig) Enabled() bool {
 }
 
 // Validate reports a key that can't be used (unreadable, unparsable, too
-// short, of a type other than RSA or P-256, or two keys at once).
+// short, of a type other than RSA or P-256, or two keys at once), for a
+// caller that checks a key's shape without serving with it.
 func (a AuthConfig) Validate() error {
-	if !a.Enabled() {
-		return nil
-	}
-	_, err := newAuthenticator(a)
+	_, err := NewVerifier(a)
 	return err
+}
+
+// A Verifier checks bearer tokens (JWT) with the key of an AuthConfig, read
+// and parsed once, by NewVerifier.
+type Verifier struct {
+	au     *authenticator
+	broken error
+}
+
+// NewVerifier builds the verifier a describes: nil when a sets no key
+// (authentication off). When the key can't be used it returns the error
+// and a Verifier that refuses every protected request, so that a caller
+// that serves anyway fails closed.
+func NewVerifier(a AuthConfig) (*Verifier, error) {
+	if !a.Enabled() {
+		return nil, nil
+	}
+	au, err := newAuthenticator(a)
+	if err != nil {
+		return &Verifier{broken: err}, err
+	}
+	return &Verifier{au: au}, nil
 }
 
 // Claims are what orderstream reads from a token, beyond exp (required),
@@ -161,11 +179,7 @@ func newAuthenticator(a AuthConfig) (*authenticator, error) {
 	if a.Audience != "" {
 		opts = append(opts, jwt.WithAudience(a.Audience))
 	}
-	cookie := a.Cookie
-	if cookie == "" {
-		cookie = DefaultAuthCookie
-	}
-	return &authenticator{parser: jwt.NewParser(opts...), key: key, cookie: cookie}, nil
+	return &authenticator{parser: jwt.NewParser(opts...), key: key, cookie: a.Cookie}, nil
 }
 
 // parsePublicKey reads the first PEM block: an RSA key (RS256) or an ECDSA
@@ -203,20 +217,25 @@ func parsePublicKey(b []byte) (method string, key any, err error) {
 	}
 }
 
-// authFromConfig builds the authenticator NewServer uses: nil when off; when
-// the key can't be used, one that refuses every protected request (fail
-// closed) after saying why in the log.
-func authFromConfig(logger *slog.Logger, a AuthConfig, m *metrics) *authenticator {
-	if !a.Enabled() {
+// authFromConfig is the authenticator of a server with v and metrics m:
+// nil when off; when v's key can't be used (or v was not made by
+// NewVerifier), one that refuses every protected request (fail closed)
+// after saying why in the log.
+func authFromConfig(logger *slog.Logger, v *Verifier, m *metrics) *authenticator {
+	if v == nil {
 		return nil
 	}
-	au, err := newAuthenticator(a)
-	if err != nil {
+	if v.au == nil {
+		err := v.broken
+		if err == nil {
+			err = errors.New("auth: the Verifier was not made by NewVerifier")
+		}
 		logger.Error("authentication is misconfigured: refusing every protected request", "err", err)
-		au = &authenticator{broken: err}
+		return &authenticator{broken: err, m: m}
 	}
+	au := *v.au // the server's own copy: its metrics
 	au.m = m
-	return au
+	return &au
 }
 
 // authError is a refused request: 401 (no usable token) or 403 (a good
@@ -256,6 +275,9 @@ func (a *authenticator) tokenFrom(r *http.Request, orAlsoURLAndCookie bool) (str
 	if orAlsoURLAndCookie {
 		if q := r.URL.Query(); q.Has("access_token") {
 			return q.Get("access_token"), nil
+		}
+		if a.cookie == "" {
+			return "", &authError{http.StatusUnauthorized, "", "a bearer token is required (Authorization header or access_token parameter)", ""}
 		}
 		if c, err := r.Cookie(a.cookie); err == nil {
 			return c.Value, nil

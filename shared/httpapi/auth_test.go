@@ -87,9 +87,9 @@ func TestAuth(t *testing.T) {
 	b.Publish(context.Background(), other, broker.PublishRequest{Status: order.Created})
 
 	reg := prometheus.NewRegistry()
-	hs := NewServer(discardLogger(), b, Config{HistoryOnly: true, Metrics: reg, Auth: AuthConfig{Secret: k.secret}})
-	rs := NewServer(discardLogger(), b, Config{HistoryOnly: true, Auth: AuthConfig{PublicKeyPEM: k.rsaPEM}})
-	es := NewServer(discardLogger(), b, Config{HistoryOnly: true, Auth: AuthConfig{PublicKeyPEM: k.ecPEM, Issuer: "https://shop.example", Audience: "orderstream"}})
+	hs := NewServer(discardLogger(), b, testConfig(Config{HistoryOnly: true, Metrics: reg, Auth: verifier(t, AuthConfig{Secret: k.secret, Cookie: testCookie})}))
+	rs := NewServer(discardLogger(), b, testConfig(Config{HistoryOnly: true, Auth: verifier(t, AuthConfig{PublicKeyPEM: k.rsaPEM, Cookie: testCookie})}))
+	es := NewServer(discardLogger(), b, testConfig(Config{HistoryOnly: true, Auth: verifier(t, AuthConfig{PublicKeyPEM: k.ecPEM, Issuer: "https://shop.example", Audience: "orderstream", Cookie: testCookie})}))
 
 	hsTok := func(c Claims) string { return mint(t, jwt.SigningMethodHS256, k.secret, c) }
 	publisher := hsTok(claims(ScopePublish))
@@ -122,7 +122,7 @@ func TestAuth(t *testing.T) {
 		{"publish, scheme in lower case", hs, "POST", publish("/events"), http.Header{"Authorization": {"bearer " + publisher}}, 201, ""},
 		{"publish with a scope array", hs, "POST", publish("/events"), bearer(mint(t, jwt.SigningMethodHS256, k.secret, jwt.MapClaims{
 			"exp": time.Now().Add(time.Hour).Unix(), "scope": []string{"x", ScopePublish}})), 201, ""},
-		{"publish with the token in a cookie", hs, "POST", publish("/events"), http.Header{"Cookie": {DefaultAuthCookie + "=" + publisher}}, 401, ""},
+		{"publish with the token in a cookie", hs, "POST", publish("/events"), http.Header{"Cookie": {testCookie + "=" + publisher}}, 401, ""},
 		{"publish with the token in the URL", hs, "POST", publish("/events?access_token=" + publisher), nil, 401, ""},
 		{"publish with a reader's token", hs, "POST", publish("/events"), bearer(reader), 403, `error="insufficient_scope", error_description="the token does not allow this request", scope="orders:publish"`},
 		{"simulate with a reader's token", hs, "POST", publish("/simulate?interval=0s"), bearer(reader), 403, "insufficient_scope"},
@@ -144,7 +144,7 @@ func TestAuth(t *testing.T) {
 		{"get with a publisher's token", hs, "GET", "/orders/" + known.String(), bearer(publisher), 403, ""},
 		{"get without a token", hs, "GET", "/orders/" + known.String(), nil, 401, `Bearer realm="orderstream"`},
 		{"stream with access_token", hs, "GET", "/orders/" + known.String() + "/stream?access_token=" + reader, nil, 200, ""},
-		{"stream with the cookie", hs, "GET", "/orders/" + known.String() + "/stream", http.Header{"Cookie": {DefaultAuthCookie + "=" + reader}}, 200, ""},
+		{"stream with the cookie", hs, "GET", "/orders/" + known.String() + "/stream", http.Header{"Cookie": {testCookie + "=" + reader}}, 200, ""},
 		{"stream with an expired token in the URL", hs, "GET", "/orders/" + known.String() + "/stream?access_token=" + hsTok(func() Claims {
 			c := claims("", known.String())
 			c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Minute))
@@ -248,7 +248,9 @@ func TestAuthConfigValidate(t *testing.T) {
 func TestMisconfiguredAuthFailsClosed(t *testing.T) {
 	b := broker.NewMemory(broker.Options{})
 	defer b.Close()
-	srv, logs := newTestServer(t, b, Config{Auth: AuthConfig{Secret: []byte("short")}})
+	// A caller that serves with the Verifier despite NewVerifier's error.
+	broken, _ := NewVerifier(AuthConfig{Secret: []byte("short")})
+	srv, logs := newTestServer(t, b, Config{Auth: broken})
 	if !strings.Contains(logs.String(), "authentication is misconfigured") {
 		t.Errorf("the misconfiguration was not logged: %s", logs)
 	}

@@ -20,9 +20,9 @@ func TestCORS(t *testing.T) {
 	done := uuid.NewString()
 	b.Publish(context.Background(), uuid.MustParse(done), broker.PublishRequest{Status: order.Delivered})
 	const shop = "https://shop.example"
-	listed := NewServer(discardLogger(), b, Config{CORSAllowedOrigins: []string{shop, "http://localhost:3000"}, HistoryOnly: true})
-	anyOrigin := NewServer(discardLogger(), b, Config{CORSAllowedOrigins: []string{"*"}, HistoryOnly: true})
-	off := NewServer(discardLogger(), b, Config{HistoryOnly: true})
+	listed := NewServer(discardLogger(), b, testConfig(Config{CORSAllowedOrigins: []string{shop, "http://localhost:3000"}, HistoryOnly: true}))
+	anyOrigin := NewServer(discardLogger(), b, testConfig(Config{CORSAllowedOrigins: []string{"*"}, HistoryOnly: true}))
+	off := NewServer(discardLogger(), b, testConfig(Config{HistoryOnly: true}))
 
 	preflight := func(origin, method string) *http.Request {
 		r := httptest.NewRequest("OPTIONS", "/orders/"+uuid.NewString()+"/events", nil)

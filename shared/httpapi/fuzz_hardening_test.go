@@ -45,7 +45,7 @@ func checkAuthAnswer(t *testing.T, rec *httptest.ResponseRecorder, allowed ...in
 
 // FuzzToken sends arbitrary tokens in the header, the URL and the cookie.
 func FuzzToken(f *testing.F) {
-	h, b := fuzzHandler(f, Config{HistoryOnly: true, Auth: AuthConfig{Secret: fuzzSecret}})
+	h, b := fuzzHandler(f, Config{HistoryOnly: true, Auth: verifier(f, AuthConfig{Secret: fuzzSecret, Cookie: testCookie})})
 	id := uuid.New()
 	b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
 	exp := time.Now().Add(24 * time.Hour).Unix()
@@ -70,7 +70,7 @@ func FuzzToken(f *testing.F) {
 		case 1:
 			req.URL.RawQuery = url.Values{"access_token": {token}}.Encode()
 		case 2:
-			req.Header["Cookie"] = []string{DefaultAuthCookie + "=" + token}
+			req.Header["Cookie"] = []string{testCookie + "=" + token}
 		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
@@ -82,7 +82,7 @@ func FuzzToken(f *testing.F) {
 // whatever they hold, the answer is a decision, never a 500 or a panic, and
 // only a token that asks for orders:publish may publish.
 func FuzzTokenClaims(f *testing.F) {
-	h, _ := fuzzHandler(f, Config{Auth: AuthConfig{Secret: fuzzSecret}})
+	h, _ := fuzzHandler(f, Config{Auth: verifier(f, AuthConfig{Secret: fuzzSecret, Cookie: testCookie})})
 	exp := itoa(time.Now().Add(24 * time.Hour).Unix())
 	for _, s := range []struct{ header, claims string }{
 		{`{"alg":"HS256","typ":"JWT"}`, `{"exp":` + exp + `,"scope":"orders:publish"}`},

@@ -23,7 +23,7 @@ import (
 func fuzzHandler(f *testing.F, cfg Config) (http.Handler, broker.Broker) {
 	b := broker.NewMemory(broker.Options{})
 	f.Cleanup(func() { b.Close() })
-	return NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, cfg), b
+	return NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, testConfig(cfg)), b
 }
 
 func checkAnswer(t *testing.T, rec *httptest.ResponseRecorder, allowed ...int) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -39,10 +40,38 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// testConfig is c with the contract's stream settings where c leaves them
+// zero: NewServer requires them, and their defaults are shared/config's.
+func testConfig(c Config) Config {
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 15 * time.Second
+	}
+	if c.RetryInterval == 0 {
+		c.RetryInterval = 3 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// testCookie is the cookie the tests' subscriber tokens come in.
+const testCookie = "orderstream_token"
+
+// verifier builds a's verifier, failing the test on a key it can't use.
+func verifier(t testing.TB, a AuthConfig) *Verifier {
+	t.Helper()
+	v, err := NewVerifier(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 func newTestServer(t *testing.T, b broker.Broker, cfg Config) (*httptest.Server, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
-	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(logs, nil)), b, cfg))
+	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(logs, nil)), b, testConfig(cfg)))
 	t.Cleanup(srv.Close)
 	return srv, logs
 }
@@ -148,10 +177,10 @@ func decodeAll(t *testing.T, body string) []sse.Message {
 func TestStreamWithoutFlusher(t *testing.T) {
 	b := broker.NewMemory(broker.Options{})
 	defer b.Close()
-	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, Config{
+	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, testConfig(Config{
 		HeartbeatInterval: 20 * time.Millisecond,
 		MaxStreamDuration: 300 * time.Millisecond,
-	})
+	}))
 	id := uuid.New()
 	b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
 	w := &noFlushWriter{header: http.Header{}}
@@ -300,5 +329,32 @@ func TestSlowBodyIsRefused(t *testing.T) {
 	}
 	if res.StatusCode != http.StatusRequestTimeout {
 		t.Fatalf("trickled body: %d, want 408", res.StatusCode)
+	}
+}
+
+// TestNewServerRequiresStreamSettings: the stream settings have no
+// defaults here (they are shared/config's); a Config without them is a
+// caller's mistake, said at once rather than served with a heartbeat of 0.
+func TestNewServerRequiresStreamSettings(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"nothing set", Config{}, "HeartbeatInterval"},
+		{"no heartbeat", Config{RetryInterval: time.Second, WriteTimeout: time.Second}, "HeartbeatInterval must be positive"},
+		{"sub-millisecond retry", Config{HeartbeatInterval: time.Second, RetryInterval: time.Microsecond, WriteTimeout: time.Second}, "RetryInterval must be at least 1ms"},
+		{"no write timeout", Config{HeartbeatInterval: time.Second, RetryInterval: time.Second}, "WriteTimeout must be positive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if v := recover(); v == nil || !strings.Contains(fmt.Sprint(v), tc.want) {
+					t.Fatalf("NewServer panicked with %v, want a panic naming %q", v, tc.want)
+				}
+			}()
+			NewServer(slog.New(slog.DiscardHandler), b, tc.cfg)
+		})
 	}
 }

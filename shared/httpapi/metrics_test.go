@@ -152,7 +152,7 @@ func TestMetricsSlowSubscriberDropped(t *testing.T) {
 	b := broker.NewMemory(broker.Options{SubscriberBuffer: 1})
 	defer b.Close()
 	reg := prometheus.NewRegistry()
-	h := NewServer(discardLogger(), b, Config{Metrics: reg, HeartbeatInterval: time.Hour})
+	h := NewServer(discardLogger(), b, testConfig(Config{Metrics: reg, HeartbeatInterval: time.Hour}))
 	id := uuid.New()
 	w := &blockingWriter{noFlushWriter: noFlushWriter{header: http.Header{}}, release: make(chan struct{})}
 	done := make(chan struct{})
@@ -199,8 +199,8 @@ func TestTwoServersShareOneRegistry(t *testing.T) {
 	b := broker.NewMemory(broker.Options{})
 	defer b.Close()
 	reg := prometheus.NewRegistry()
-	NewServer(discardLogger(), b, Config{Metrics: reg})
-	NewServer(discardLogger(), b, Config{Metrics: reg})
+	NewServer(discardLogger(), b, testConfig(Config{Metrics: reg}))
+	NewServer(discardLogger(), b, testConfig(Config{Metrics: reg}))
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

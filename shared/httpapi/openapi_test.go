@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,7 +51,7 @@ func (l *routeList) Handle(pattern string, _ http.Handler) { *l = append(*l, pat
 func TestOpenAPIListsEveryRoute(t *testing.T) {
 	b := broker.NewMemory(broker.Options{})
 	defer b.Close()
-	cfg := Config{Metrics: prometheus.NewRegistry()}.withDefaults()
+	cfg := testConfig(Config{Metrics: prometheus.NewRegistry()})
 	var routes routeList
 	addRoutes(&routes, discardLogger(), b, cfg, newMetrics(cfg.Metrics), nil, nil)
 	var served []string
@@ -119,15 +120,16 @@ func TestOpenAPIContract(t *testing.T) {
 	limited, _ := newTestServer(t, limitsB, Config{MaxStreamsPerClient: 1})
 	authB := broker.NewMemory(broker.Options{})
 	defer authB.Close()
-	authed, _ := newTestServer(t, authB, Config{Metrics: prometheus.NewRegistry(), Auth: AuthConfig{Secret: k.secret}})
-	broken, _ := newTestServer(t, authB, Config{Metrics: prometheus.NewRegistry(),
-		Auth: AuthConfig{PublicKeyFile: filepath.Join(t.TempDir(), "vanished.pem")}})
+	authed, _ := newTestServer(t, authB, Config{Metrics: prometheus.NewRegistry(), Auth: verifier(t, AuthConfig{Secret: k.secret, Cookie: testCookie})})
+	// A caller that serves with the Verifier despite NewVerifier's error.
+	vanished, _ := NewVerifier(AuthConfig{PublicKeyFile: filepath.Join(t.TempDir(), "vanished.pem")})
+	broken, _ := newTestServer(t, authB, Config{Metrics: prometheus.NewRegistry(), Auth: vanished})
 	corsSrv, _ := newTestServer(t, plainB, Config{CORSAllowedOrigins: []string{"https://shop.example"}})
 	drainB := broker.NewMemory(broker.Options{})
 	defer drainB.Close()
-	drain := NewDrain(0)
-	draining, _ := newTestServer(t, drainB, Config{Drain: drain})
-	drain.Begin()
+	var shuttingDown atomic.Bool
+	draining, _ := newTestServer(t, drainB, Config{ShuttingDown: shuttingDown.Load})
+	shuttingDown.Store(true)
 
 	id := uuid.NewString()
 	finished := uuid.NewString()

@@ -112,9 +112,9 @@ func handleGetOrder(logger *slog.Logger, b broker.Broker, m *metrics) http.Handl
 // healthTimeout keeps /healthz inside the contract's 3 s to report a lost broker.
 const healthTimeout = 2500 * time.Millisecond
 
-func handleHealth(logger *slog.Logger, b broker.Broker, m *metrics, drain *Drain) http.Handler {
+func handleHealth(logger *slog.Logger, b broker.Broker, m *metrics, shuttingDown func() bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if drain.Draining() {
+		if shuttingDown != nil && shuttingDown() {
 			// Shutting down: the balancer should send new work elsewhere,
 			// while what is open here still gets served.
 			writeProblem(w, r, http.StatusServiceUnavailable, "this instance is shutting down")

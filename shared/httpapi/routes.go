@@ -18,7 +18,7 @@ type routeTable interface {
 // (no key configured), publisher and subscriber let every request through.
 func addRoutes(mux routeTable, logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, limits *streamLimits, auth *authenticator) {
 	mux.Handle("GET /{$}", handlePage())
-	mux.Handle("GET /healthz", handleHealth(logger, b, m, cfg.Drain))
+	mux.Handle("GET /healthz", handleHealth(logger, b, m, cfg.ShuttingDown))
 	mux.Handle("GET /orders/{id}", auth.subscriber(handleGetOrder(logger, b, m)))
 	mux.Handle("GET /orders/{id}/stream", auth.subscriber(handleStream(logger, b, cfg, m, limits)))
 	mux.Handle("POST /orders/{id}/events", auth.publisher(handlePublish(logger, b, m)))

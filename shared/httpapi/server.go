@@ -4,30 +4,32 @@
 package httpapi
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"path"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderstream/orderstream/shared/broker"
-	"github.com/orderstream/orderstream/shared/sockets"
 )
 
-// Config tunes the streams. Zero fields take the contract's defaults.
+// Config tunes the server. The first three fields are required (NewServer
+// panics without them: the defaults are the settings', shared/config);
+// everything else is off when zero.
 type Config struct {
-	HeartbeatInterval time.Duration // keep-alive comment when idle; default 15s
-	RetryInterval     time.Duration // the retry: sent to clients; default 3s
+	HeartbeatInterval time.Duration // keep-alive comment when idle; positive
+	RetryInterval     time.Duration // the retry: sent to clients; at least 1ms
 	// RetryJitter, when positive, spreads each stream's retry: over
 	// [RetryInterval, RetryInterval+RetryJitter), so that the clients of an
 	// instance that goes away do not all come back in the same instant.
 	RetryJitter time.Duration
 	// WriteTimeout is how long one write to a stream may block before its
-	// client counts as gone; default 10s.
+	// client counts as gone; positive.
 	WriteTimeout time.Duration
 	// MaxStreamDuration ends a stream after this long (0: never). Lambda
 	// bills until a stream ends and never learns that a client left, so it
@@ -38,21 +40,11 @@ type Config struct {
 	// (API Gateway through the buffered adapter). Clients poll with their
 	// Last-Event-ID.
 	HistoryOnly bool
-	// Done, when closed, ends every open stream cleanly (server shutdown).
-	Done <-chan struct{}
-	// Drain, when set and begun, fails /healthz and ends the streams spread
-	// over its window (see Drain); Done still ends them all at once.
-	Drain *Drain
-	// Streams counts the streams that left their handlers (see Sockets):
-	// net/http forgets their connections, so at shutdown the caller closes
-	// Done and then calls Streams.Wait.
-	Streams *Streams
-	// Sockets, when set (with Done and Streams), holds live HTTP/1.1
-	// streams on plain TCP as registered sockets instead of goroutines (see
-	// register in registered.go); they count in Streams, and end with Done.
-	// The caller closes it after Streams.Wait. Nil: streams stay in their
-	// handlers.
-	Sockets *sockets.Registry
+	// ShuttingDown, when set, is asked by /healthz: once it reports true,
+	// /healthz answers 503 so that balancers send new work elsewhere, while
+	// what is open here is still served. How streams end meanwhile is the
+	// caller's (it cancels their requests' contexts, or a Detacher ends them).
+	ShuttingDown func() bool
 
 	// Everything below is off when zero, and then the server behaves exactly
 	// as the contract says with nothing added.
@@ -81,10 +73,11 @@ type Config struct {
 	// API. Empty: no CORS headers, and preflights are refused (405).
 	CORSAllowedOrigins []string
 
-	// Auth, when it has a key, requires bearer tokens (JWT): ScopePublish to
-	// publish and simulate, an orders claim naming the order to read or
-	// stream it, ScopeMetrics for /metrics. The page and /healthz stay open.
-	Auth AuthConfig
+	// Auth, when set, requires bearer tokens (JWT) that it verifies:
+	// ScopePublish to publish and simulate, an orders claim naming the
+	// order to read or stream it, ScopeMetrics for /metrics. The page and
+	// /healthz stay open.
+	Auth *Verifier
 
 	// FlushPadding, when positive, follows every write to a stream (each
 	// event, heartbeat and the opening retry:) with an SSE comment block of
@@ -92,21 +85,23 @@ type Config struct {
 	// small chunks until more bytes follow (reported of Lambda function URLs)
 	// then passes each one on at once. See functions/README.md for its cost.
 	FlushPadding int
-	padding      []byte // the block, made once by withDefaults
+	padding      []byte // the block, made once by NewServer
 }
 
-func (c Config) withDefaults() Config {
+// check reports a required value that is missing: a caller's mistake, not
+// a user's (shared/config reports theirs).
+func (c *Config) check() error {
+	var errs []error
 	if c.HeartbeatInterval <= 0 {
-		c.HeartbeatInterval = 15 * time.Second
+		errs = append(errs, fmt.Errorf("HeartbeatInterval must be positive, got %v", c.HeartbeatInterval))
 	}
-	if c.RetryInterval <= 0 {
-		c.RetryInterval = 3 * time.Second
+	if c.RetryInterval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("RetryInterval must be at least 1ms, got %v", c.RetryInterval))
 	}
 	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
+		errs = append(errs, fmt.Errorf("WriteTimeout must be positive, got %v", c.WriteTimeout))
 	}
-	c.padding = paddingBlock(c.FlushPadding)
-	return c
+	return errors.Join(errs...)
 }
 
 // retry is the retry: one stream sends, in whole milliseconds.
@@ -118,9 +113,13 @@ func (c *Config) retry() time.Duration {
 	return d.Truncate(time.Millisecond)
 }
 
-// NewServer returns the handler for the whole API.
+// NewServer returns the handler for the whole API. It panics on a Config
+// without its required values, as http.ServeMux does on a bad pattern.
 func NewServer(logger *slog.Logger, b broker.Broker, cfg Config) http.Handler {
-	cfg = cfg.withDefaults()
+	if err := cfg.check(); err != nil {
+		panic("httpapi.NewServer: " + err.Error())
+	}
+	cfg.padding = paddingBlock(cfg.FlushPadding)
 	m := newMetrics(cfg.Metrics)
 	mux := http.NewServeMux()
 	addRoutes(mux, logger, b, cfg, m, newStreamLimits(cfg), authFromConfig(logger, cfg.Auth, m))
@@ -189,34 +188,3 @@ func (h *headerRecorder) Write(b []byte) (int, error) {
 	h.WriteHeader(http.StatusOK)
 	return len(b), nil
 }
-
-// Streams counts the streams that left their handlers (Config.Streams), so
-// that a server can wait for them at shutdown. The zero value is ready.
-type Streams struct {
-	mu      sync.Mutex
-	waiting bool
-	wg      sync.WaitGroup
-}
-
-// Wait refuses new streams out of their handlers (they stay in them) and
-// waits until those out end (they end when Config.Done is closed).
-func (s *Streams) Wait() {
-	s.mu.Lock()
-	s.waiting = true
-	s.mu.Unlock()
-	s.wg.Wait()
-}
-
-// add counts n streams leaving their handlers, unless Wait has begun.
-func (s *Streams) add(n int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.waiting {
-		return false
-	}
-	s.wg.Add(n)
-	return true
-}
-
-// done uncounts n streams that were out of their handlers and have ended.
-func (s *Streams) done(n int) { s.wg.Add(-n) }

@@ -37,7 +37,7 @@ func TestIdleInHandlerStreamStackStaysSmall(t *testing.T) {
 	}
 	b := broker.NewMemory(broker.Options{})
 	defer b.Close()
-	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, Config{}))
+	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, testConfig(Config{})))
 	defer srv.Close()
 	id := uuid.NewString()
 	before := stacks()

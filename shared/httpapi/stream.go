@@ -62,21 +62,19 @@ func lastEventID(r *http.Request) (broker.EventID, error) {
 }
 
 func handleStream(logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, limits *streamLimits) http.Handler {
-	sockets := newSocketStreams(logger, &cfg, m)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Where it can, a live stream leaves this handler for the sockets
-		// registry (register); where it can't, its goroutine sits in live
-		// for as long as the stream is open. Calls, not one body, and cfg
-		// by pointer keep the frames left on the stack then small, so the
-		// runtime shrinks the stack to 8 KiB instead of 16
-		// (TestIdleInHandlerStreamStackStaysSmall fails if that regresses;
-		// the //go:noinline marks once needed for it are not).
+		// Where an edge takes it (a Detacher on w), a live stream leaves
+		// this handler; otherwise its goroutine sits in live for as long as
+		// the stream is open. Calls, not one body, and cfg by pointer keep
+		// the frames left on the stack then small, so the runtime shrinks
+		// the stack to 8 KiB instead of 16
+		// (TestIdleInHandlerStreamStackStaysSmall fails if that regresses).
 		st := openStream(logger, b, &cfg, m, limits, w, r)
 		if st == nil {
 			return // answered
 		}
-		if sockets.register(logger, &cfg, st, w, r) {
-			return // the registry's close hook ends it
+		if st.offer(logger, &cfg, w, r) {
+			return // the Detacher ends it
 		}
 		defer st.close()
 		if !st.begin(&cfg, w, r) {
@@ -88,10 +86,9 @@ func handleStream(logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, 
 
 // frameSink is where a stream writes its whole frames itself, in order: the
 // handler's writer (handlerWriter) for a stream that stays in its handler,
-// or, for one that becomes a registered socket, its head and history,
-// gathered into the socket's first write (collectSink); its live events then
-// go through the registry (socketStreams.DeliverGroup). An error ends the
-// stream.
+// or, for one a Detacher took, its retry: and history, gathered into its
+// first bytes (collectSink); its live events then go through the Detacher.
+// An error ends the stream.
 type frameSink interface {
 	send(frame []byte) error
 }
@@ -166,14 +163,13 @@ func (st *stream) begin(cfg *Config, w http.ResponseWriter, r *http.Request) boo
 	}
 	st.m.streamOpened()
 	st.opened = true
-	return st.history(cfg, nil)
+	return st.history(cfg)
 }
 
-// history sends head (the response head, for a registered stream), the
-// retry: field and the history; it reports whether live events follow.
-func (st *stream) history(cfg *Config, head []byte) bool {
-	st.buf = append(st.buf[:0], head...)
-	st.buf = sse.AppendRetry(st.buf, cfg.retry())
+// history sends the retry: field and the history; it reports whether live
+// events follow.
+func (st *stream) history(cfg *Config) bool {
+	st.buf = sse.AppendRetry(st.buf[:0], cfg.retry())
 	if st.flush() != nil {
 		return false
 	}
@@ -185,9 +181,10 @@ func (st *stream) history(cfg *Config, head []byte) bool {
 	return !st.sub.Finished && !cfg.HistoryOnly
 }
 
-// live sends live events and heartbeats until the order ends, the client
-// goes (gone is closed), the stream has lived cfg.MaxStreamDuration, its
-// turn in the server's drain comes (cfg.Drain), or the server shuts down.
+// live sends live events and heartbeats until the order ends, the stream
+// has lived cfg.MaxStreamDuration, or gone is closed: the request's context
+// is done, because the client went or because the server ends the stream
+// (its drain, its shutdown, Lambda's deadline).
 func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 	heartbeat := time.NewTimer(cfg.HeartbeatInterval)
 	defer heartbeat.Stop()
@@ -197,18 +194,8 @@ func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 		defer t.Stop()
 		lifetime = t.C
 	}
-	// A timer only once the drain begins: an idle stream keeps no more.
-	drainBegun := cfg.Drain.Begun()
-	var drained <-chan time.Time
 	for {
 		select {
-		case <-drainBegun:
-			drainBegun = nil
-			// No Stop (and no defer in this loop): since Go 1.23 a timer
-			// nothing refers to is collected, fired or not.
-			drained = time.After(cfg.Drain.streamLeft(time.Now()))
-		case <-drained:
-			return
 		case ev, ok := <-st.sub.Events():
 			if !ok {
 				// Finished (nil), dropped as too slow, or the broker went
@@ -227,8 +214,6 @@ func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 			}
 			heartbeat.Reset(cfg.HeartbeatInterval)
 		case <-lifetime:
-			return
-		case <-cfg.Done:
 			return
 		case <-gone:
 			return

@@ -134,7 +134,7 @@
 //
 // # How the service hands a stream over
 //
-// The local server's stream handler (shared/httpapi/registered.go), for an
+// The local server's stream handler (shared/socketstreams), for an
 // HTTP/1.1 GET on a plain TCP connection, subscribes, hijacks the
 // connection, and calls Register with a first write of a response head with
 // "Connection: close" and no Transfer-Encoding (the body then ends with the

@@ -174,7 +174,7 @@ func isTimeout(err error) bool {
 // up no other stream: not their frames, not their ends, not their hooks,
 // not new registrations.
 func TestBlockingCloseHookDelaysNoOtherStream(t *testing.T) {
-	r, err := New(Options{Writers: 1, Heartbeat: time.Hour})
+	r, err := New(testOptions(Options{Writers: 1, Heartbeat: time.Hour}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func TestFullQueueCutsItsSocketsAndNeverBlocksAPublisher(t *testing.T) {
 // order, nothing after its end; every hook runs once; Close leaves nothing.
 func TestLoopsOwnTheirSocketsUnderConcurrency(t *testing.T) {
 	before := loopsBefore(t)
-	r, err := New(Options{Writers: 4, Heartbeat: 20 * time.Millisecond})
+	r, err := New(testOptions(Options{Writers: 4, Heartbeat: 20 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -578,7 +578,7 @@ func TestCloseDrainsEveryStateAndEveryGoroutineExits(t *testing.T) {
 	ln := listen(t)
 	loops := loopsBefore(t)
 	fds, goroutines := openFDs(t), runtime.NumGoroutine()
-	r, err := New(Options{Writers: 2, Heartbeat: time.Hour, Linger: time.Hour})
+	r, err := New(testOptions(Options{Writers: 2, Heartbeat: time.Hour, Linger: time.Hour}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,9 @@ type Registry struct {
 
 // New starts a Registry: Options.Writers event loops, ended by Close.
 func New(opts Options) (*Registry, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	opts = opts.withDefaults(runtime.GOMAXPROCS(0))
 	r := &Registry{opts: opts, start: time.Now()}
 	r.hooks.max = max(8, 4*opts.Writers)

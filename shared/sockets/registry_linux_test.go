@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -18,9 +19,27 @@ import (
 // needs, so that only a real hang fails them.
 const patience = 30 * time.Second
 
+// keepAlive is the heartbeat the tests' registries send.
+var keepAlive = []byte(": keep-alive\n\n")
+
+// testOptions is opts with the streams' settings it leaves zero set as the
+// service's defaults (New requires them).
+func testOptions(opts Options) Options {
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.KeepAlive == nil {
+		opts.KeepAlive = keepAlive
+	}
+	return opts
+}
+
 func newRegistry(t testing.TB, opts Options) *Registry {
 	t.Helper()
-	r, err := New(opts)
+	r, err := New(testOptions(opts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +463,7 @@ func TestRegisterCloseCyclesLeakNothing(t *testing.T) {
 func TestCloseEndsEverything(t *testing.T) {
 	registries := loopsBefore(t)
 	before := runtime.NumGoroutine()
-	r, err := New(Options{Heartbeat: time.Hour, Writers: 3})
+	r, err := New(testOptions(Options{Heartbeat: time.Hour, Writers: 3}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -735,4 +754,27 @@ func holdLoop(t testing.TB, l *loop) (release func()) {
 	release = func() { once.Do(func() { close(free) }) }
 	t.Cleanup(release)
 	return release
+}
+
+// TestNewRequiresStreamSettings: the heartbeat, write timeout and
+// keep-alive are the streams' settings, with no defaults here.
+func TestNewRequiresStreamSettings(t *testing.T) {
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{}, "Heartbeat"},
+		{Options{Heartbeat: time.Second, KeepAlive: keepAlive}, "WriteTimeout"},
+		{Options{Heartbeat: time.Second, WriteTimeout: time.Second}, "KeepAlive"},
+	} {
+		r, err := New(tc.opts)
+		if err == nil {
+			r.Close()
+			t.Errorf("New(%+v) succeeded, want an error naming %s", tc.opts, tc.want)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v): %v, want an error naming %s", tc.opts, err, tc.want)
+		}
+	}
 }

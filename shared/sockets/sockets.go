@@ -2,16 +2,19 @@ package sockets
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
-// Options tunes a Registry; zero fields take the defaults.
+// Options tunes a Registry. Heartbeat, WriteTimeout and KeepAlive are the
+// streams' own settings and required (New fails without them); the rest
+// tune the registry and take its defaults when zero.
 type Options struct {
 	// Heartbeat is how long a socket may go without bytes before it is sent
-	// a keep-alive comment (default 15s).
+	// KeepAlive.
 	Heartbeat time.Duration
 	// WriteTimeout is how long a socket may stay parked with bytes the
-	// kernel will not take before it is cut as a slow subscriber (default 10s).
+	// kernel will not take before it is cut as a slow subscriber.
 	WriteTimeout time.Duration
 	// MaxPending is how many unwritten bytes a parked socket may hold,
 	// FrameOverhead not counted; a frame that would pass it cuts the socket
@@ -30,8 +33,8 @@ type Options struct {
 	// queue full is not queued and the sockets it was for are cut as
 	// TooSlow, so a publisher never waits (default 16384).
 	QueueLen int
-	// KeepAlive is the heartbeat's bytes (default ": keep-alive\n\n"); a
-	// caller that pads every write (FLUSH_PADDING) pads it too.
+	// KeepAlive is the heartbeat's bytes (an SSE comment, ": keep-alive\n\n";
+	// a caller that pads every write, FLUSH_PADDING, pads it too).
 	KeepAlive []byte
 	// Linger is how long a stream the server ends (End, a cut, Close) keeps
 	// its descriptor after shutdown(SHUT_WR), reading and dropping what the
@@ -52,13 +55,22 @@ type Options struct {
 	PeerTimeout time.Duration
 }
 
-func (o Options) withDefaults(procs int) Options {
+// check reports the required options that are missing.
+func (o Options) check() error {
+	var errs []error
 	if o.Heartbeat <= 0 {
-		o.Heartbeat = 15 * time.Second
+		errs = append(errs, fmt.Errorf("sockets: Options.Heartbeat must be positive, got %v", o.Heartbeat))
 	}
 	if o.WriteTimeout <= 0 {
-		o.WriteTimeout = 10 * time.Second
+		errs = append(errs, fmt.Errorf("sockets: Options.WriteTimeout must be positive, got %v", o.WriteTimeout))
 	}
+	if len(o.KeepAlive) == 0 {
+		errs = append(errs, errors.New("sockets: Options.KeepAlive is empty"))
+	}
+	return errors.Join(errs...)
+}
+
+func (o Options) withDefaults(procs int) Options {
 	if o.MaxPending <= 0 {
 		o.MaxPending = 256 << 10
 	}
@@ -68,9 +80,6 @@ func (o Options) withDefaults(procs int) Options {
 	}
 	if o.QueueLen <= 0 {
 		o.QueueLen = 16384
-	}
-	if len(o.KeepAlive) == 0 {
-		o.KeepAlive = keepAlive
 	}
 	if o.Linger == 0 {
 		o.Linger = 500 * time.Millisecond
@@ -187,6 +196,3 @@ var (
 	// ErrClosed is Register's error once the Registry is closed.
 	ErrClosed = errors.New("sockets: registry closed")
 )
-
-// keepAlive is the heartbeat: an SSE comment, ignored by clients.
-var keepAlive = []byte(": keep-alive\n\n")

@@ -1,6 +1,8 @@
-// Package boot is what both Lambda entry points share: their log format, and
-// telling Lambda why an instance could not start. It is edge wiring only; the
-// service itself is shared/httpapi.
+// Package boot is what both Lambda entry points share: the steps before they
+// serve (a check that they run under Lambda, secrets by reference, the
+// settings, the broker: Init), handing their handler to the runtime loop
+// (Serve), their log format, and telling Lambda why an instance could not
+// start. It is edge wiring only; the service itself is shared/httpapi.
 package boot
 
 import (
@@ -15,6 +17,12 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/orderstream/orderstream/functions/internal/secrets"
+	"github.com/orderstream/orderstream/shared/config"
+	"github.com/orderstream/orderstream/shared/service"
 )
 
 // Main is both functions' main: it runs run until SIGTERM and, when run
@@ -31,6 +39,57 @@ func Main(name string, run func(ctx context.Context, args []string, getenv func(
 		stop()
 		os.Exit(1)
 	}
+}
+
+// Function is a function initialised by Init: its settings, its logger,
+// and the broker and core configuration they chose.
+type Function struct {
+	*service.Service
+	Settings config.Settings
+	Logger   *slog.Logger
+}
+
+// Init is what both functions do before they serve: it fails early, with a
+// hint, outside Lambda; reads the secrets given by reference (REDIS_URL_REF,
+// AUTH_JWT_*_REF) once, to stand in for the plain settings from then on;
+// reads the settings over the function's own defaults (overrides); and
+// opens what they choose. Every error it returns happened during
+// initialisation. The caller closes the Function.
+func Init(ctx context.Context, getenv func(string) string, stdout io.Writer, overrides ...config.Override) (*Function, error) {
+	if err := CheckRuntimeAPI(getenv); err != nil {
+		return nil, err
+	}
+	getenv, err := secrets.FromEnv(ctx, getenv)
+	if err != nil {
+		return nil, err
+	}
+	s, err := config.FromEnv(getenv, overrides...)
+	if err != nil {
+		return nil, err
+	}
+	logger := Logger(stdout)
+	svc, err := service.Open(ctx, logger, s)
+	if err != nil {
+		return nil, err
+	}
+	return &Function{Service: svc, Settings: s, Logger: logger}, nil
+}
+
+// Serve says the function (name) starts, with attrs, hands handler to the
+// Lambda runtime loop and returns when ctx ends (SIGTERM at shutdown).
+// Every invocation's context derives from ctx.
+func Serve[TIn, TOut any, H lambda.HandlerFunc[TIn, TOut]](ctx context.Context, f *Function, name string, handler H, attrs ...any) error {
+	f.Logger.Info("starting", append([]any{"function", name, "broker", f.Kind}, attrs...)...)
+	// Start never returns: it serves invocations until the process ends, and
+	// exits the process itself if the Runtime API fails. WithEnableSIGTERM
+	// registers an internal extension, without which Lambda sends no SIGTERM
+	// before it stops an instance.
+	go lambda.StartHandlerFunc(handler,
+		lambda.WithContext(ctx),
+		lambda.WithEnableSIGTERM(func() { f.Logger.Info("SIGTERM: instance shutting down") }))
+	<-ctx.Done()
+	f.Logger.Info("stopped")
+	return nil
 }
 
 // Logger writes one JSON object a line to w: Lambda sends stdout to

@@ -83,6 +83,7 @@ type Process struct {
 // the test, kills it if it still runs.
 func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
+	SkipShort(t)
 	p := &Process{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = env
@@ -160,4 +161,14 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// SkipShort skips t under -short (the fast inner loop, make test-fast):
+// it runs a built bootstrap (under a fake Runtime API or aws-lambda-rie),
+// which a TestMain that sees -short does not build. make test runs it.
+func SkipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("system test (a built bootstrap, as Lambda runs it): skipped by -short; make test runs it")
+	}
 }

@@ -131,6 +131,9 @@ func transformAll() ([]cfn, error) {
 // transform returns scenario i transformed (len(scenarios): the changed one).
 func transform(t *testing.T, i int) cfn {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("system test (the real SAM transform, in cfn-lint's Python): skipped by -short; make test runs it")
+	}
 	transformOnce.Do(func() { transformed, transformErr = transformAll() })
 	if transformErr != nil {
 		t.Fatal(transformErr)

@@ -27,6 +27,9 @@ type Cluster struct {
 // when t ends.
 func StartCluster(t testing.TB, opts ...Option) *Cluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("system test (a real Redis Cluster of six redis-servers): skipped by -short; make test runs it")
+	}
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		t.Fatalf("redis-cli is not on PATH (%v): these tests run a real Redis Cluster; install it with `apt-get install redis-server` (make test does)", err)

@@ -1,4 +1,4 @@
-package httpapi
+package socketstreams
 
 import (
 	"bufio"
@@ -20,54 +20,62 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/order"
-	"github.com/orderstream/orderstream/shared/sockets"
 	"github.com/orderstream/orderstream/shared/sse"
 )
 
-// Streams held as registered sockets (Config.Sockets) must behave exactly as
-// streams that stay in their handlers: these tests run what differs, both
-// ways.
+// Streams held as registered sockets must behave exactly as streams that
+// stay in their handlers: these tests run what differs, both ways, through
+// the core's handler wrapped as the local server wraps it.
 
-// withSockets sets cfg up to register its streams, as the local server
-// does: a registry with cfg's heartbeat and write timeout, and Streams to
-// wait for them; the cleanup closes the registry after they have ended.
-func withSockets(t testing.TB, cfg *Config) {
-	t.Helper()
-	reg, err := sockets.New(SocketOptions(*cfg))
-	if err != nil {
-		t.Fatalf("sockets registry: %v", err)
+// testConfig is the core's configuration with the contract's defaults and
+// the fields set in c.
+func testConfig(c httpapi.Config) httpapi.Config {
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 15 * time.Second
 	}
-	t.Cleanup(func() { reg.Close() })
-	cfg.Sockets = reg
-	cfg.Streams = &Streams{}
+	if c.RetryInterval == 0 {
+		c.RetryInterval = 3 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	return c
 }
 
-// detachServer serves b with cfg, registering streams when detach is set;
-// its cleanup ends the streams and waits for every registered one to end.
-func detachServer(t *testing.T, b broker.Broker, cfg Config, detach bool, wrap func(net.Listener) net.Listener) (*httptest.Server, *syncBuffer, *Streams) {
+// newStreams returns Streams for a server with cfg, registering streams
+// when detach is set; the cleanup closes it after the streams have ended.
+func newStreams(t testing.TB, logger *slog.Logger, cfg httpapi.Config, detach bool) *Streams {
+	t.Helper()
+	s := New(logger, cfg, detach)
+	if detach && s.reg == nil {
+		t.Fatal("no sockets registry: registered streams are not supported here")
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// detachServer serves b with cfg wrapped in Streams, registering streams
+// when detach is set; its cleanup ends the streams and waits for every
+// registered one to end.
+func detachServer(t *testing.T, b broker.Broker, cfg httpapi.Config, detach bool, wrap func(net.Listener) net.Listener) (*httptest.Server, *syncBuffer, *Streams) {
 	t.Helper()
 	logs := &syncBuffer{}
-	done := make(chan struct{})
-	cfg.Done = done
-	var streams *Streams
-	if detach {
-		withSockets(t, &cfg)
-		streams = cfg.Streams
-	}
-	srv := httptest.NewUnstartedServer(NewServer(slog.New(slog.NewTextHandler(logs, nil)), b, cfg))
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	cfg = testConfig(cfg)
+	s := newStreams(t, logger, cfg, detach)
+	cfg.ShuttingDown = s.Draining
+	srv := httptest.NewUnstartedServer(s.Wrap(httpapi.NewServer(logger, b, cfg)))
 	if wrap != nil {
 		srv.Listener = wrap(srv.Listener)
 	}
 	srv.Start()
 	t.Cleanup(func() {
-		close(done)
-		if streams != nil {
-			streams.Wait() // a detached stream that never ended would hang here
-		}
+		s.Close() // a detached stream that never ended would hang here
 		srv.Close()
 	})
-	return srv, logs, streams
+	return srv, logs, s
 }
 
 func bothWays(t *testing.T, test func(t *testing.T, detach bool)) {
@@ -84,7 +92,7 @@ func TestDetachedStreamDeliversAndEnds(t *testing.T) {
 	bothWays(t, func(t *testing.T, detach bool) {
 		b := broker.NewMemory(broker.Options{})
 		defer b.Close()
-		srv, logs, _ := detachServer(t, b, Config{HeartbeatInterval: 20 * time.Millisecond}, detach, nil)
+		srv, logs, _ := detachServer(t, b, httpapi.Config{HeartbeatInterval: 20 * time.Millisecond}, detach, nil)
 		id := uuid.New()
 		b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
 
@@ -164,7 +172,7 @@ func TestDetachedClientLeaves(t *testing.T) {
 	bothWays(t, func(t *testing.T, detach bool) {
 		b := broker.NewMemory(broker.Options{})
 		defer b.Close()
-		srv, _, _ := detachServer(t, b, Config{MaxStreamsPerClient: 1, HeartbeatInterval: time.Hour}, detach, nil)
+		srv, _, _ := detachServer(t, b, httpapi.Config{MaxStreamsPerClient: 1, HeartbeatInterval: time.Hour}, detach, nil)
 		path := "/orders/" + uuid.NewString() + "/stream"
 		open := func() (net.Conn, string) {
 			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
@@ -205,7 +213,7 @@ func TestStalledReaderIsCutOff(t *testing.T) {
 	bothWays(t, func(t *testing.T, detach bool) {
 		b := broker.NewMemory(broker.Options{SubscriberBuffer: 1})
 		defer b.Close()
-		srv, logs, _ := detachServer(t, b, Config{
+		srv, logs, _ := detachServer(t, b, httpapi.Config{
 			HeartbeatInterval: time.Millisecond, // fills the buffers fast
 			WriteTimeout:      200 * time.Millisecond,
 		}, detach, func(l net.Listener) net.Listener { return smallBufferListener{l} })
@@ -272,10 +280,8 @@ func TestStalledReaderIsCutOff(t *testing.T) {
 func TestRegisteredCyclesLeakNothing(t *testing.T) {
 	b := broker.NewMemory(broker.Options{})
 	defer b.Close()
-	cfg := Config{HeartbeatInterval: time.Hour}
-	withSockets(t, &cfg)
-	reg := cfg.Sockets
-	srv, _, _ := detachServer(t, b, cfg, false, nil) // cfg already registers
+	srv, _, s := detachServer(t, b, httpapi.Config{HeartbeatInterval: time.Hour}, true, nil)
+	reg := s.reg
 	id := uuid.New()
 	b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
 	request := []byte("GET /orders/" + id.String() + "/stream HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -326,17 +332,12 @@ func settled() int {
 	return runtime.NumGoroutine()
 }
 
-// TestDetachedStreamsEndAtShutdown: closing Done ends detached streams with
-// a clean end, and Streams.Wait returns once they have.
+// TestDetachedStreamsEndAtShutdown: End ends detached streams with a clean
+// end, and they are all closed soon after (Close's wait returns).
 func TestDetachedStreamsEndAtShutdown(t *testing.T) {
 	b := broker.NewMemory(broker.Options{})
 	defer b.Close()
-	done := make(chan struct{})
-	cfg := Config{Done: done}
-	withSockets(t, &cfg)
-	streams := cfg.Streams
-	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, cfg))
-	defer srv.Close()
+	srv, _, s := detachServer(t, b, httpapi.Config{}, true, nil)
 	var bodies []io.ReadCloser
 	for range 20 {
 		res, err := http.Get(srv.URL + "/orders/" + uuid.NewString() + "/stream")
@@ -346,21 +347,21 @@ func TestDetachedStreamsEndAtShutdown(t *testing.T) {
 		defer res.Body.Close()
 		bodies = append(bodies, res.Body)
 	}
-	close(done)
+	s.End()
 	waited := make(chan struct{})
-	go func() { streams.Wait(); close(waited) }()
+	go func() { s.open.Wait(); close(waited) }()
 	select {
 	case <-waited:
 	case <-time.After(15 * time.Second):
-		t.Fatal("Streams.Wait did not return after Done was closed")
+		t.Fatal("the registered streams did not close after End")
 	}
 	for _, body := range bodies {
 		if _, err := io.ReadAll(body); err != nil {
 			t.Fatalf("a stream ended with %v at shutdown, want a clean end", err)
 		}
 	}
-	// After Wait, streams stay in their handlers (and end at once: Done is
-	// closed), leaving nothing behind to wait for.
+	// After End, streams stay in their handlers and end at once, leaving
+	// nothing behind to wait for.
 	res, err := http.Get(srv.URL + "/orders/" + uuid.NewString() + "/stream")
 	if err != nil {
 		t.Fatal(err)
@@ -376,7 +377,7 @@ func TestDetachedStreamsEndAtShutdown(t *testing.T) {
 func TestDetachHTTP10(t *testing.T) {
 	b := broker.NewMemory(broker.Options{})
 	defer b.Close()
-	srv, _, _ := detachServer(t, b, Config{}, true, nil)
+	srv, _, _ := detachServer(t, b, httpapi.Config{}, true, nil)
 	id := uuid.New()
 	b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created})
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
@@ -418,7 +419,7 @@ func TestStreamLifetimeEndsAtFrameBoundary(t *testing.T) {
 	bothWays(t, func(t *testing.T, detach bool) {
 		b := broker.NewMemory(broker.Options{})
 		defer b.Close()
-		srv, _, _ := detachServer(t, b, Config{
+		srv, _, _ := detachServer(t, b, httpapi.Config{
 			HeartbeatInterval:   5 * time.Millisecond,
 			MaxStreamDuration:   300 * time.Millisecond,
 			MaxStreamsPerClient: 1,
@@ -484,13 +485,11 @@ func TestRegisteredCloseHookPanicIsContained(t *testing.T) {
 	doomed, other := uuid.New(), uuid.New()
 	logs := &syncBuffer{}
 	logger := slog.New(panickyHandler{Handler: slog.NewTextHandler(logs, nil), path: "/orders/" + doomed.String() + "/stream"})
-	done := make(chan struct{})
-	cfg := Config{Done: done, MaxSubscribersPerOrder: 1}
-	withSockets(t, &cfg)
-	srv := httptest.NewServer(NewServer(logger, b, cfg))
+	cfg := testConfig(httpapi.Config{MaxSubscribersPerOrder: 1})
+	st := newStreams(t, logger, cfg, true)
+	srv := httptest.NewServer(st.Wrap(httpapi.NewServer(logger, b, cfg)))
 	defer srv.Close()
-	defer cfg.Streams.Wait() // the panicking stream was still counted as done
-	defer close(done)
+	defer st.Close() // the panicking stream was still counted as closed
 
 	open := func(id uuid.UUID) (*http.Response, *sse.Decoder) {
 		t.Helper()
@@ -506,10 +505,10 @@ func TestRegisteredCloseHookPanicIsContained(t *testing.T) {
 	resDoomed, _ := open(doomed)
 	resOther, decOther := open(other)
 	defer resOther.Body.Close()
-	waitFor(t, "two registered streams", func() bool { return cfg.Sockets.Stats().Registered == 2 })
+	waitFor(t, "two registered streams", func() bool { return st.reg.Stats().Registered == 2 })
 	resDoomed.Body.Close() // its close hook runs, and panics writing the log line
 	waitFor(t, "the panic to be logged", func() bool { return strings.Contains(logs.String(), "panic in a stream") })
-	waitFor(t, "the doomed stream's socket to go", func() bool { return cfg.Sockets.Stats().Registered == 1 })
+	waitFor(t, "the doomed stream's socket to go", func() bool { return st.reg.Stats().Registered == 1 })
 
 	// Its place under MaxSubscribersPerOrder was given back before the panic.
 	res2, _ := open(doomed)

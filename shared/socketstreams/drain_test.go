@@ -1,4 +1,4 @@
-package httpapi
+package socketstreams
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/order"
 	"github.com/orderstream/orderstream/shared/sse"
 )
@@ -28,9 +29,9 @@ func TestDrainStreamLeft(t *testing.T) {
 		{"negative window is none", -time.Second, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := NewDrain(tc.window)
-			end := d.Begin()
-			if again := d.Begin(); !again.Equal(end) {
+			var d drain
+			end := d.begin(tc.window)
+			if again := d.begin(time.Hour); !again.Equal(end) {
 				t.Fatalf("a second Begin moved the end from %v to %v", end, again)
 			}
 			now := end.Add(-max(tc.window, 0) + tc.elapsed)
@@ -44,40 +45,10 @@ func TestDrainStreamLeft(t *testing.T) {
 	}
 }
 
-func TestNilDrainNeverBegins(t *testing.T) {
-	var d *Drain
-	if d.Draining() || d.Begun() != nil {
-		t.Fatal("a nil drain began")
-	}
-}
-
-func TestRetryJitter(t *testing.T) {
-	for _, tc := range []struct {
-		name             string
-		interval, jitter time.Duration
-		distinct         bool // several values should come out of 200 draws
-	}{
-		{"unset: exactly the interval", 3 * time.Second, 0, false},
-		{"two seconds of jitter", 3 * time.Second, 2 * time.Second, true},
-		{"under a millisecond rounds to the interval", 3 * time.Second, 500 * time.Microsecond, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := Config{RetryInterval: tc.interval, RetryJitter: tc.jitter}
-			seen := map[time.Duration]bool{}
-			for range 200 {
-				got := cfg.retry()
-				if got < tc.interval || got >= tc.interval+max(tc.jitter, time.Millisecond) || got%time.Millisecond != 0 {
-					t.Fatalf("retry = %v, want whole milliseconds in [%v, %v+%v)", got, tc.interval, tc.interval, tc.jitter)
-				}
-				seen[got] = true
-			}
-			if tc.distinct && len(seen) < 10 {
-				t.Fatalf("200 draws gave %d distinct values: not spread", len(seen))
-			}
-			if !tc.distinct && len(seen) != 1 {
-				t.Fatalf("want one value, got %v", seen)
-			}
-		})
+func TestZeroDrainNeverBegins(t *testing.T) {
+	var d drain
+	if d.draining() {
+		t.Fatal("a drain nobody began began")
 	}
 }
 
@@ -129,8 +100,7 @@ func TestDrainSpreadsStreamEnds(t *testing.T) {
 		const window = 2 * time.Second
 		b := broker.NewMemory(broker.Options{})
 		defer b.Close()
-		drain := NewDrain(window)
-		srv, _, _ := detachServer(t, b, Config{HeartbeatInterval: time.Hour, Drain: drain}, detach, nil)
+		srv, _, streams := detachServer(t, b, httpapi.Config{HeartbeatInterval: time.Hour}, detach, nil)
 		id := uuid.New()
 		if _, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created}); err != nil {
 			t.Fatal(err)
@@ -142,7 +112,7 @@ func TestDrainSpreadsStreamEnds(t *testing.T) {
 			openDrainClient(t, url, false, ended)
 		}
 
-		end := drain.Begin()
+		end := streams.Drain(window)
 		begun := time.Now()
 		res, err := http.Get(srv.URL + "/healthz")
 		if err != nil {

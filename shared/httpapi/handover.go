@@ -1,0 +1,150 @@
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderstream/orderstream/shared/broker"
+)
+
+// A Detacher takes live streams out of their handlers. The core looks for
+// one on the ResponseWriter (the writer itself, or one it unwraps to, as
+// http.ResponseController looks for a Flusher), so that an edge that holds
+// streams some other way wraps the core's handler from outside and the core
+// never knows how: the local server's registered sockets
+// (shared/socketstreams) are one.
+//
+// Detach is offered each stream that has live events to come (a GET, not
+// yet finished, not HistoryOnly), after its subscription and its places
+// under the limits are taken and its response headers are set, before its
+// first byte. It returns false, leaving the response untouched, to keep the
+// stream in its handler; or true once it has taken the stream, having
+// called h.Begin (which takes the request's log line over from the
+// handler, and gives the stream's first bytes). It then hands
+// h.Subscription over (broker.Subscription.Handover), and calls h.Closed
+// exactly once when the stream ends. The handler returns as soon as Detach
+// has taken the stream.
+type Detacher interface {
+	Detach(h *Handover) bool
+}
+
+// detacherOf finds the Detacher on w or under it (Unwrap), nil if none.
+func detacherOf(w http.ResponseWriter) Detacher {
+	for {
+		if d, ok := w.(Detacher); ok {
+			return d
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		w = u.Unwrap()
+	}
+}
+
+// Handover is a live stream offered to a Detacher: what the edge needs to
+// serve it out of its handler, and what the core still does for it there
+// (its bytes, its metrics, its log line, its places under the limits).
+type Handover struct {
+	st     *stream
+	logger *slog.Logger
+	cfg    *Config
+	// The handler's writer and request, until Begin: the log line is found
+	// under w, and neither is kept while the stream lives.
+	w       http.ResponseWriter
+	r       *http.Request
+	logLine func(more int64)
+}
+
+// offer offers st to the Detacher on w, if there is one and live events
+// are to come, and reports whether it took the stream.
+func (st *stream) offer(logger *slog.Logger, cfg *Config, w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet || st.sub.Finished || cfg.HistoryOnly {
+		return false
+	}
+	d := detacherOf(w)
+	if d == nil {
+		return false
+	}
+	setHeaders(w.Header())
+	return d.Detach(&Handover{st: st, logger: logger, cfg: cfg, w: w, r: r})
+}
+
+// Subscription is the stream's subscription, for the Detacher to hand over
+// to a broker.Subscriber of its own.
+func (h *Handover) Subscription() *broker.Subscription { return h.st.sub }
+
+// Order is the stream's order, for the Detacher's log.
+func (h *Handover) Order() uuid.UUID { return h.st.id }
+
+// MaxDuration is how long the stream may live (Config.MaxStreamDuration;
+// 0: until it ends otherwise).
+func (h *Handover) MaxDuration() time.Duration { return h.cfg.MaxStreamDuration }
+
+// Begin is called once the stream is taken, within Detach: it counts the
+// stream open, takes the request's log line over from the handler, and
+// returns the body's first bytes, the retry: field and the history, as a
+// stream in its handler writes them (padding included).
+func (h *Handover) Begin() []byte {
+	st := h.st
+	h.logLine = detachLine(h.w, h.r)
+	h.w, h.r = nil, nil
+	st.m.streamOpened()
+	st.opened = true
+	first := &collectSink{}
+	st.out = first
+	st.history(h.cfg) // collectSink never fails
+	// What only the handler needed goes, so an idle stream keeps no more
+	// than its subscription and its log line.
+	st.out, st.buf, st.sub.History = nil, nil, nil
+	return first.b
+}
+
+// Frame encodes ev as the stream's event frame, padding included. Every
+// stream of a server gets the same bytes, so one encoding serves all of an
+// order's streams. An error cannot happen for a broker's events; ending
+// the stream is the safe answer to one (its client resumes).
+func (h *Handover) Frame(ev broker.Event) ([]byte, error) {
+	return appendEvent(nil, ev, h.st.padding)
+}
+
+// Delivered records that ev went live to n streams of this server.
+func (h *Handover) Delivered(ev broker.Event, n int) {
+	h.st.m.eventsDelivered(ev.Update.Timestamp, n)
+}
+
+// EndedEarly says why the broker ended the subscription (its Err), if not
+// because the order finished.
+func (h *Handover) EndedEarly(err error) { h.st.endedEarly(h.logger, err) }
+
+// Closed ends the stream's life in the core, once it has closed: it
+// unsubscribes, gives back its places under the limits, counts it closed
+// (and dropped as a slow subscriber if cut is set: the client could not
+// keep up), and writes the request's log line with the body bytes sent.
+func (h *Handover) Closed(sent int64, cut bool) {
+	if cut {
+		h.st.m.subscriberDropped("write_timeout")
+	}
+	h.st.close()
+	if h.logLine != nil {
+		h.logLine(sent)
+	}
+}
+
+// collectSink gathers a detached stream's retry: and history into its
+// first bytes.
+type collectSink struct{ b []byte }
+
+func (c *collectSink) send(frame []byte) error {
+	c.b = append(c.b, frame...)
+	return nil
+}
+
+// KeepAlive is the heartbeat a stream with cfg's padding sends while idle,
+// for an edge that sends heartbeats itself.
+func (c Config) KeepAlive() []byte {
+	return append(keepAlive[:len(keepAlive):len(keepAlive)], paddingBlock(c.FlushPadding)...)
+}

@@ -1,0 +1,154 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/order"
+)
+
+// takingWriter is a ResponseWriter with a Detacher that takes every stream
+// offered (take set) or none, and keeps what it took.
+type takingWriter struct {
+	*httptest.ResponseRecorder
+	take    bool
+	offered int
+	taken   *Handover
+	first   []byte // what Begin returned
+}
+
+func (w *takingWriter) Detach(h *Handover) bool {
+	w.offered++
+	if w.take {
+		w.taken, w.first = h, h.Begin()
+	}
+	return w.take
+}
+
+// collector is a broker.Subscriber that keeps what it is handed.
+type collector struct {
+	mu     sync.Mutex
+	events []broker.Event
+	ended  bool
+}
+
+func (c *collector) Deliver(ev broker.Event) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events = append(c.events, ev)
+	return true
+}
+
+func (c *collector) End(error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ended = true
+}
+
+// TestDetacherIsOfferedLiveStreams: a Detacher under the handler's writer
+// is offered exactly the streams with live events to come; one it takes
+// gets the stream's first bytes and its subscription, and its Closed frees
+// the stream's place and writes the request's log line; one it declines
+// stays in its handler.
+func TestDetacherIsOfferedLiveStreams(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	live := NewServer(logger, b, testConfig(Config{MaxSubscribersPerOrder: 1}))
+	replay := NewServer(logger, b, testConfig(Config{HistoryOnly: true}))
+	finished, open, replayed := uuid.New(), uuid.New(), uuid.New()
+	for _, s := range []order.Status{order.Created, order.Delivered} {
+		b.Publish(context.Background(), finished, broker.PublishRequest{Status: s})
+	}
+	b.Publish(context.Background(), open, broker.PublishRequest{Status: order.Created})
+	b.Publish(context.Background(), replayed, broker.PublishRequest{Status: order.Created})
+	last, _ := b.Latest(context.Background(), finished)
+
+	serve := func(h http.Handler, method, path string, header http.Header, take bool) *takingWriter {
+		t.Helper()
+		w := &takingWriter{ResponseRecorder: httptest.NewRecorder(), take: take}
+		req := httptest.NewRequest(method, path, nil)
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		// Under the core's own wrappers, as an edge's writer is.
+		h.ServeHTTP(w, req)
+		return w
+	}
+	for _, tc := range []struct {
+		name   string
+		h      http.Handler
+		method string
+		id     uuid.UUID
+		header http.Header
+	}{
+		{"HEAD", live, http.MethodHead, open, nil},
+		{"finished order seen to its end", live, http.MethodGet, finished, http.Header{"Last-Event-Id": {last.ID}}},
+		{"finished order's history", live, http.MethodGet, finished, nil},
+		{"history only", replay, http.MethodGet, replayed, nil},
+	} {
+		if w := serve(tc.h, tc.method, "/orders/"+tc.id.String()+"/stream", tc.header, true); w.offered != 0 {
+			t.Errorf("%s: offered to the Detacher, want kept in the handler", tc.name)
+		}
+	}
+
+	path := "/orders/" + open.String() + "/stream"
+	w := serve(live, http.MethodGet, path, nil, true)
+	if w.offered != 1 || w.taken == nil {
+		t.Fatalf("a live stream was offered %d times, taken %v", w.offered, w.taken != nil)
+	}
+	if w.Body.Len() != 0 || w.Header().Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("a taken stream's handler wrote %q; headers %v (want the stream's, set for the Detacher)", w.Body.String(), w.Header())
+	}
+	h := w.taken
+	if h.Order() != open {
+		t.Errorf("Order() = %v, want %v", h.Order(), open)
+	}
+	first := string(w.first)
+	if msgs := decodeAll(t, first); !strings.HasPrefix(first, "retry: 3000\n\n") || len(msgs) != 1 || !strings.Contains(msgs[0].Data, `"Created"`) {
+		t.Fatalf("first bytes %q: want retry: and the history", first)
+	}
+	if got := serve(live, http.MethodGet, path, nil, false); got.Code != http.StatusServiceUnavailable {
+		t.Fatalf("a second stream on the order while the first is taken: %d, want 503 (one subscriber per order)", got.Code)
+	}
+	c := &collector{}
+	if err := h.Subscription().Handover(func([]broker.Event) broker.Subscriber { return c }); err != nil {
+		t.Fatal(err)
+	}
+	ev, _ := b.Publish(context.Background(), open, broker.PublishRequest{Status: order.Packed})
+	frame, err := h.Frame(ev)
+	if err != nil || !strings.Contains(string(frame), "id: "+ev.ID+"\n") || !strings.HasSuffix(string(frame), "\n\n") {
+		t.Fatalf("Frame = %q, %v", frame, err)
+	}
+	c.mu.Lock()
+	if len(c.events) != 1 || c.events[0].ID != ev.ID {
+		t.Errorf("the handed-over subscriber got %v, want the event published", c.events)
+	}
+	c.mu.Unlock()
+	if strings.Contains(logs.String(), "method=GET path="+path+" status=200") {
+		t.Fatalf("the request was logged before its stream closed:\n%s", logs)
+	}
+	h.Closed(int64(len(first)+len(frame)), false)
+	if n := strings.Count(logs.String(), "method=GET path="+path+" status=200 bytes="+strconv.Itoa(len(first)+len(frame))); n != 1 {
+		t.Errorf("%d log lines for the taken stream with its bytes, want 1:\n%s", n, logs)
+	}
+	// Its place is free again; declined, the next stream stays in its
+	// handler (the recorder's request has no client to lose, so end it).
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w = &takingWriter{ResponseRecorder: httptest.NewRecorder()}
+	live.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil).WithContext(ctx))
+	if w.offered != 1 || w.Code != http.StatusOK || !strings.HasPrefix(w.Body.String(), "retry: 3000\n\n") {
+		t.Fatalf("declined: offered %d, %d %q; want the stream served in its handler", w.offered, w.Code, w.Body.String())
+	}
+}
