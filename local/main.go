@@ -57,9 +57,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// ends them (streams.End), waits for them and closes the registry
 	// (streams.Close).
 	httpCfg := svc.HTTP
-	streams := socketstreams.New(logger, httpCfg, !streamsInHandlers)
+	streams := socketstreams.New(logger, httpCfg, socketstreams.Options{
+		Register:    !streamsInHandlers,
+		PeerTimeout: cfg.Server.PeerTimeout,
+		Reserve:     svc.Conns,
+	})
 	defer streams.Close()
 	httpCfg.ShuttingDown = streams.Draining
+	// Descriptors are a budget: with MAX_STREAMS unset, the streams get
+	// what the open-file limit leaves (streams.Limit), and one past it is
+	// refused before it takes a descriptor for long.
+	limit := streams.Limit()
+	httpCfg.MaxStreams = limit.Max
 	srv := &http.Server{
 		Handler: streams.Wrap(httpapi.NewServer(logger, svc.Broker, httpCfg)),
 		// Streams extend their own write deadline per write, so this only
@@ -79,7 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "broker", svc.Kind)
+	logger.Info("listening", "addr", ln.Addr().String(), "broker", svc.Kind, "max_streams", limit.String())
 	if cfg.Server.AddrFile != "" {
 		if err := writeFileAtomically(cfg.Server.AddrFile, ln.Addr().String()+"\n"); err != nil {
 			ln.Close()

@@ -315,7 +315,7 @@ func httpSide(t *testing.T) *side {
 		t.Fatal(err)
 	}
 	b := svc.Broker
-	streams := socketstreams.New(logger, svc.HTTP, true)
+	streams := socketstreams.New(logger, svc.HTTP, socketstreams.Options{Register: true})
 	srv := httptest.NewServer(streams.Wrap(httpapi.NewServer(logger, b, svc.HTTP)))
 	t.Cleanup(func() {
 		streams.Close()

@@ -50,6 +50,11 @@ type Server struct {
 	ReadHeaderTimeout time.Duration // READ_HEADER_TIMEOUT
 	IdleTimeout       time.Duration // IDLE_TIMEOUT: keep-alive connections between requests
 	ShutdownDrain     time.Duration // SHUTDOWN_DRAIN: streams end spread over this long at shutdown
+	// PeerTimeout is STREAM_PEER_TIMEOUT: a stream whose client stopped
+	// answering (its network went: no FIN, no RST) ends after about this
+	// long; 0 leaves it to the kernel (about 15 minutes). Unset: twice
+	// STREAM_WRITE_TIMEOUT.
+	PeerTimeout time.Duration
 }
 
 // MaxFlushPadding bounds FLUSH_PADDING. The largest size reported to make a
@@ -99,6 +104,8 @@ var table = []setting{
 		duration(func(s *Settings) *time.Duration { return &s.Broker.Options.Retention }, positive)},
 	{"STREAM_WRITE_TIMEOUT", "write-timeout", "10s", "how long a write to a stuck client may block before it is cut off",
 		duration(func(s *Settings) *time.Duration { return &s.HTTP.WriteTimeout }, positive)},
+	{"STREAM_PEER_TIMEOUT", "peer-timeout", "", "end a stream whose client stopped answering (its network went: no FIN, no RST) after about this long (local server; 0: the kernel's own, about 15 minutes; unset: twice STREAM_WRITE_TIMEOUT)",
+		value{"duration", parsePeerTimeout}},
 	{"MAX_STREAM_DURATION", "max-stream", "0", "end each stream after this long; clients resume (0: never)",
 		duration(func(s *Settings) *time.Duration { return &s.HTTP.MaxStreamDuration }, notNegative)},
 	{"AUTH_JWT_SECRET", "", "", "HS256 shared secret (32 bytes or more); turns auth on",
@@ -141,8 +148,9 @@ var table = []setting{
 // parsing is the settings being read, and what the cross-checks need.
 type parsing struct {
 	Settings
-	auth   httpapi.AuthConfig // the AUTH_* values, for one NewVerifier
-	failed map[string]bool    // settings whose value did not parse: no cross-check of theirs
+	auth        httpapi.AuthConfig // the AUTH_* values, for one NewVerifier
+	peerTimeout bool               // STREAM_PEER_TIMEOUT was set
+	failed      map[string]bool    // settings whose value did not parse: no cross-check of theirs
 }
 
 // Override is a deployment's own default for one setting, in place of the
@@ -239,6 +247,12 @@ func (p *parsing) crossCheck() []error {
 	// finished one; say so rather than quietly stretch a shorter setting.
 	if o := b.Options; !p.failed["ORDER_IDLE_EXPIRY"] && !p.failed["ORDER_RETENTION"] && o.IdleExpiry < o.Retention {
 		errs = append(errs, fmt.Errorf("ORDER_IDLE_EXPIRY (%v) must be at least ORDER_RETENTION (%v)", o.IdleExpiry, o.Retention))
+	}
+	// A dead peer is found within about twice the time a live but stuck
+	// one is given (STREAM_WRITE_TIMEOUT), so that a reader that is slow
+	// but there is cut as slow, not taken for gone.
+	if !p.peerTimeout {
+		p.Server.PeerTimeout = 2 * p.HTTP.WriteTimeout
 	}
 	v, err := httpapi.NewVerifier(p.auth)
 	if err != nil {
@@ -364,6 +378,24 @@ func atLeast(least time.Duration) func(time.Duration) string {
 		}
 		return ""
 	}
+}
+
+// parsePeerTimeout reads STREAM_PEER_TIMEOUT, whose default crossCheck
+// derives from STREAM_WRITE_TIMEOUT when it is unset.
+func parsePeerTimeout(p *parsing, label, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%s=%q: not a Go duration such as 20s", label, v)
+	}
+	if d < 0 {
+		return fmt.Errorf("%s must not be negative, got %v", label, d)
+	}
+	if d > 0 && d < time.Second {
+		// The kernel's keep-alive probes count in whole seconds.
+		return fmt.Errorf("%s must be 0 or at least 1s, got %v", label, d)
+	}
+	p.Server.PeerTimeout, p.peerTimeout = d, true
+	return nil
 }
 
 var parseCookie = value{"string", func(p *parsing, label, v string) error {

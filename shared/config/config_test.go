@@ -30,7 +30,7 @@ func isDefault(s Settings) bool {
 		b.RedisURL == "" && b.RedisKeyPrefix == "orderstream:" && !b.RedisCluster && b.RedisWaitReplicas == 0 &&
 		b.Options == broker.Options{Retention: 24 * time.Hour, IdleExpiry: 30 * 24 * time.Hour} &&
 		!s.Metrics &&
-		srv == Server{Addr: ":8080", ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ShutdownDrain: 10 * time.Second}
+		srv == Server{Addr: ":8080", ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ShutdownDrain: 10 * time.Second, PeerTimeout: 20 * time.Second}
 }
 
 func TestFromEnv(t *testing.T) {
@@ -78,6 +78,16 @@ func TestFromEnv(t *testing.T) {
 		{"negative jitter", map[string]string{"RETRY_JITTER": "-5ms"}, nil, "RETRY_JITTER must not be negative"},
 		{"jitter not a duration", map[string]string{"RETRY_JITTER": "lots"}, nil, "RETRY_JITTER"},
 		{"idle expiry under retention", map[string]string{"ORDER_IDLE_EXPIRY": "1h", "ORDER_RETENTION": "2h"}, nil, "ORDER_IDLE_EXPIRY (1h0m0s) must be at least ORDER_RETENTION"},
+		// The dead-peer timeout: twice the write timeout unless set; 0 is
+		// the kernel's own.
+		{"peer timeout follows the write timeout", map[string]string{"STREAM_WRITE_TIMEOUT": "30s"}, func(c Settings) bool {
+			return c.Server.PeerTimeout == time.Minute
+		}, ""},
+		{"peer timeout set", map[string]string{"STREAM_PEER_TIMEOUT": "45s"}, func(c Settings) bool { return c.Server.PeerTimeout == 45*time.Second }, ""},
+		{"peer timeout off", map[string]string{"STREAM_PEER_TIMEOUT": "0"}, func(c Settings) bool { return c.Server.PeerTimeout == 0 }, ""},
+		{"negative peer timeout", map[string]string{"STREAM_PEER_TIMEOUT": "-1s"}, nil, "STREAM_PEER_TIMEOUT must not be negative"},
+		{"sub-second peer timeout", map[string]string{"STREAM_PEER_TIMEOUT": "500ms"}, nil, "STREAM_PEER_TIMEOUT must be 0 or at least 1s"},
+		{"peer timeout not a duration", map[string]string{"STREAM_PEER_TIMEOUT": "20"}, nil, "STREAM_PEER_TIMEOUT"},
 		// The local server's own.
 		{"address", map[string]string{"ADDR": "127.0.0.1:0", "ADDR_FILE": "/tmp/addr"}, func(c Settings) bool {
 			return c.Server.Addr == "127.0.0.1:0" && c.Server.AddrFile == "/tmp/addr"

@@ -23,10 +23,10 @@ import (
 // first byte. It returns false, leaving the response untouched, to keep the
 // stream in its handler; or true once it has taken the stream, having
 // called h.Begin (which takes the request's log line over from the
-// handler, and gives the stream's first bytes). It then hands
-// h.Subscription over (broker.Subscription.Handover), and calls h.Closed
-// exactly once when the stream ends. The handler returns as soon as Detach
-// has taken the stream.
+// handler, and gives the stream's first bytes), or refused it (h.Refuse).
+// A stream it took it then hands h.Subscription over
+// (broker.Subscription.Handover), and calls h.Closed exactly once when the
+// stream ends. The handler returns as soon as Detach returns true.
 type Detacher interface {
 	Detach(h *Handover) bool
 }
@@ -54,9 +54,12 @@ type Handover struct {
 	cfg    *Config
 	// The handler's writer and request, until Begin: the log line is found
 	// under w, and neither is kept while the stream lives.
-	w       http.ResponseWriter
-	r       *http.Request
-	logLine func(more int64)
+	w     http.ResponseWriter
+	r     *http.Request
+	path  string // the request's, for a refusal's problem
+	http1 bool   // HTTP/1.x: a refusal closes the connection
+	line  detachedLine
+	done  bool // Closed or Refuse has run
 }
 
 // offer offers st to the Detacher on w, if there is one and live events
@@ -70,7 +73,7 @@ func (st *stream) offer(logger *slog.Logger, cfg *Config, w http.ResponseWriter,
 		return false
 	}
 	setHeaders(w.Header())
-	return d.Detach(&Handover{st: st, logger: logger, cfg: cfg, w: w, r: r})
+	return d.Detach(&Handover{st: st, logger: logger, cfg: cfg, w: w, r: r, path: r.URL.Path, http1: r.ProtoMajor == 1})
 }
 
 // Subscription is the stream's subscription, for the Detacher to hand over
@@ -90,7 +93,7 @@ func (h *Handover) MaxDuration() time.Duration { return h.cfg.MaxStreamDuration 
 // stream in its handler writes them (padding included).
 func (h *Handover) Begin() []byte {
 	st := h.st
-	h.logLine = detachLine(h.w, h.r)
+	h.line = detachLine(h.w, h.r)
 	h.w, h.r = nil, nil
 	st.m.streamOpened()
 	st.opened = true
@@ -122,16 +125,76 @@ func (h *Handover) EndedEarly(err error) { h.st.endedEarly(h.logger, err) }
 
 // Closed ends the stream's life in the core, once it has closed: it
 // unsubscribes, gives back its places under the limits, counts it closed
-// (and dropped as a slow subscriber if cut is set: the client could not
-// keep up), and writes the request's log line with the body bytes sent.
-func (h *Handover) Closed(sent int64, cut bool) {
-	if cut {
-		h.st.m.subscriberDropped("write_timeout")
+// (and, if dropped is not empty, dropped for that reason: the labels of
+// orderstream_slow_subscribers_dropped_total), and writes the request's log
+// line with the body bytes sent.
+func (h *Handover) Closed(sent int64, dropped string) {
+	if h.done {
+		return
+	}
+	h.done = true
+	if dropped != "" {
+		h.st.m.subscriberDropped(dropped)
 	}
 	h.st.close()
-	if h.logLine != nil {
-		h.logLine(sent)
+	h.line.write(0, sent)
+}
+
+// The reasons Closed takes for a dropped stream, besides the broker's
+// "buffer": the edge says which.
+const (
+	// DroppedWriteTimeout: the client stopped reading (a write waited too
+	// long, or too much waited for it).
+	DroppedWriteTimeout = "write_timeout"
+	// DroppedTooMuchInput: the client sent more after its request than a
+	// stream reads and drops.
+	DroppedTooMuchInput = "too_much_input"
+	// DroppedVanished: the client stopped answering at all (no FIN, no
+	// RST: its network went), found by the edge's dead-peer timeout.
+	DroppedVanished = "vanished"
+)
+
+// Refuse ends the stream in the core without serving it, within Detach,
+// before Begin or after it (the edge could not hold the stream after
+// all): it answers status with detail as a problem on w (Retry-After with
+// a 503; Connection: close on HTTP/1, so that a refused stream keeps no
+// connection and its descriptor), gives back the subscription and the
+// stream's places, counts a 503 as refused at the instance's limit, and
+// writes the request's log line with status. w is the handler's writer
+// while the edge has not taken the connection; once it has, a writer
+// whose response the edge sends itself. Detach then returns true.
+func (h *Handover) Refuse(w http.ResponseWriter, status int, detail string) {
+	if h.done {
+		return
 	}
+	h.done = true
+	if h.w != nil { // not begun: the log line is still the handler's
+		h.line = detachLine(h.w, h.r)
+		h.w, h.r = nil, nil
+	}
+	w.Header().Del("X-Accel-Buffering") // the stream's, set before Detach
+	if h.http1 {
+		w.Header().Set("Connection", "close")
+	}
+	cw := &countingWriter{ResponseWriter: w}
+	writeProblemBody(cw, problem{Status: status, Detail: detail, Instance: h.path})
+	if status == http.StatusServiceUnavailable {
+		h.st.m.streamRejected("instance")
+	}
+	h.st.close()
+	h.line.write(status, cw.n)
+}
+
+// countingWriter counts the body bytes written through it.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n += int64(n)
+	return n, err
 }
 
 // collectSink gathers a detached stream's retry: and history into its

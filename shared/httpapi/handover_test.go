@@ -138,7 +138,7 @@ func TestDetacherIsOfferedLiveStreams(t *testing.T) {
 	if strings.Contains(logs.String(), "method=GET path="+path+" status=200") {
 		t.Fatalf("the request was logged before its stream closed:\n%s", logs)
 	}
-	h.Closed(int64(len(first)+len(frame)), false)
+	h.Closed(int64(len(first)+len(frame)), "")
 	if n := strings.Count(logs.String(), "method=GET path="+path+" status=200 bytes="+strconv.Itoa(len(first)+len(frame))); n != 1 {
 		t.Errorf("%d log lines for the taken stream with its bytes, want 1:\n%s", n, logs)
 	}

@@ -51,7 +51,13 @@ func (l *streamLimits) acquire(r *http.Request, id uuid.UUID) (release func(), r
 	if l == nil {
 		return func() {}, nil
 	}
-	client := clientKey(clientAddr(r, l.trusted))
+	// Only what a limit is set for is counted: the instance's cap alone
+	// (the local server's default, from its open-file limit) costs a
+	// counter, not a client's address parsed and two maps per stream.
+	var client netip.Prefix
+	if l.maxPerClient > 0 {
+		client = clientKey(clientAddr(r, l.trusted))
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -66,18 +72,36 @@ func (l *streamLimits) acquire(r *http.Request, id uuid.UUID) (release func(), r
 			"this order has as many subscribers as it may on this instance; try again shortly"}
 	}
 	l.total++
-	l.perClient[client]++
-	l.perOrder[id]++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			l.total--
-			decrement(l.perClient, client)
-			decrement(l.perOrder, id)
-		})
-	}, nil
+	if l.maxPerClient > 0 {
+		l.perClient[client]++
+	}
+	if l.maxPerOrder > 0 {
+		l.perOrder[id]++
+	}
+	return (&limitPlace{l: l, client: client, order: id}).release, nil
+}
+
+// limitPlace is one stream's place under the limits.
+type limitPlace struct {
+	l      *streamLimits
+	client netip.Prefix
+	order  uuid.UUID
+	once   sync.Once
+}
+
+func (p *limitPlace) release() {
+	p.once.Do(func() {
+		l := p.l
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.total--
+		if l.maxPerClient > 0 {
+			decrement(l.perClient, p.client)
+		}
+		if l.maxPerOrder > 0 {
+			decrement(l.perOrder, p.order)
+		}
+	})
 }
 
 // decrement keeps the maps as small as the open streams: no entry at zero.

@@ -77,23 +77,43 @@ func logRequests(logger *slog.Logger, m *metrics, next http.Handler) http.Handle
 }
 
 // detachLine tells logRequests that the stream writing to w goes on after
-// its handler returns, and returns the function that writes the request's
-// log line when it ends, given the bytes written since. Nil: no line to
-// write (no logRequests in the chain).
-func detachLine(w http.ResponseWriter, r *http.Request) func(more int64) {
+// its handler returns, and returns what writing the request's log line
+// when it ends takes (detachedLine.write): no closure, so a stream that
+// leaves its handler keeps no more than these. The zero detachedLine
+// writes nothing (no logRequests in the chain).
+func detachLine(w http.ResponseWriter, r *http.Request) detachedLine {
 	for {
 		if rw, ok := w.(*recordingWriter); ok && rw.line != nil {
 			rw.detached = true
-			line, status, bytes := rw.line, rw.status, rw.bytes
-			line.pattern = r.Pattern
-			return func(more int64) { line.write(status, bytes+more) }
+			rw.line.pattern = r.Pattern
+			return detachedLine{line: rw.line, status: rw.status, bytes: rw.bytes}
 		}
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
 		if !ok {
-			return nil
+			return detachedLine{}
 		}
 		w = u.Unwrap()
 	}
+}
+
+// detachedLine is a request's log line taken over from its handler, with
+// the status and bytes written before.
+type detachedLine struct {
+	line   *requestLine
+	status int
+	bytes  int64
+}
+
+// write writes the line with more bytes written since, and status if it
+// is not 0 (the status the handler wrote otherwise; 200 if none).
+func (d detachedLine) write(status int, more int64) {
+	if d.line == nil {
+		return
+	}
+	if status == 0 {
+		status = d.status
+	}
+	d.line.write(status, d.bytes+more)
 }
 
 // recoverPanics turns a panic into a 500 problem (or, once a stream has

@@ -117,9 +117,22 @@ func openStream(logger *slog.Logger, b broker.Broker, cfg *Config, m *metrics, l
 		writeProblem(w, r, http.StatusBadRequest, err.Error())
 		return nil
 	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		// A stream's request ends at its headers: a body would be read by
+		// no one (and, where the edge takes the connection over, left in
+		// the socket, where it would turn the stream's close into a reset).
+		writeProblem(w, r, http.StatusBadRequest, "a stream request carries no body; send it without one")
+		return nil
+	}
 	release, refused := limits.acquire(r, id)
 	if refused != nil {
 		m.streamRejected(refused.limit)
+		if r.ProtoMajor == 1 {
+			// A refused stream keeps no connection: under a full instance
+			// its descriptor is what the next request needs. (On HTTP/2
+			// this would close every stream of the connection.)
+			w.Header().Set("Connection", "close")
+		}
 		writeProblem(w, r, refused.status, refused.detail)
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -27,6 +28,12 @@ type Service struct {
 	// HTTP is the settings' core configuration with the metrics registry
 	// (with the Go runtime and process collectors) when METRICS is on.
 	HTTP httpapi.Config
+	// Conns is about how many connections (descriptors) the broker may
+	// hold at most, for a server that budgets its descriptors: none in
+	// process; for Redis, go-redis's pool (10 per core by default, per
+	// node) and the feed's subscriber connection, per node (a cluster
+	// counted as three masters: more nodes hold more).
+	Conns int
 }
 
 // The broker kinds.
@@ -63,6 +70,10 @@ func Open(ctx context.Context, logger *slog.Logger, s config.Settings) (*Service
 			return nil, fmt.Errorf("open broker: %w", err)
 		}
 		svc.Broker = r
+		svc.Conns = 10*runtime.GOMAXPROCS(0) + 2
+		if bs.RedisCluster {
+			svc.Conns *= 3
+		}
 	}
 	if s.Metrics {
 		reg := prometheus.NewRegistry()

@@ -248,7 +248,7 @@ func benchIdleStreamMemory(b *testing.B, n int, detach bool, inUse func() int64,
 		br := broker.NewMemory(broker.Options{})
 		logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 		cfg := testConfig(httpapi.Config{})
-		streams := New(logger, cfg, detach)
+		streams := New(logger, cfg, Options{Register: detach})
 		srv := httptest.NewServer(streams.Wrap(httpapi.NewServer(logger, br, cfg)))
 		before = inUse()
 		stacksBefore := *stacks

@@ -20,7 +20,10 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/sockets"
@@ -33,6 +36,15 @@ type Streams struct {
 	logger *slog.Logger
 	reg    *sockets.Registry // nil: every stream stays in its handler
 	drain  drain
+	limit  Limit
+
+	// held counts the live streams offered and not yet gone, in their
+	// handlers or registered: with the registry's lingering closes, the
+	// descriptors streams hold, which limit.Max bounds.
+	held atomic.Int64
+
+	groupsMu sync.Mutex
+	groups   map[uuid.UUID]*orderGroup // by order, while some registered stream holds it
 
 	mu         sync.Mutex
 	ended      bool // End was called: streams offered now end at once
@@ -46,18 +58,47 @@ type Streams struct {
 	closeErr  error
 }
 
+// Options are what Streams needs besides the core's configuration.
+type Options struct {
+	// Register holds live streams as registered sockets where it can
+	// (Linux, HTTP/1.1 on plain TCP); false keeps every stream in its
+	// handler.
+	Register bool
+	// PeerTimeout ends a registered stream whose client stopped answering
+	// (no FIN, no RST: its network went) after about this long
+	// (STREAM_PEER_TIMEOUT; 0: the kernel's own, about 15 minutes).
+	PeerTimeout time.Duration
+	// Reserve is how many descriptors the process holds besides its
+	// streams and the base reserve Limit describes: the broker's
+	// connections.
+	Reserve int
+}
+
 // New returns Streams for the streams of a server configured with cfg,
-// whose heartbeat, write timeout and padding registered streams keep too.
-// With register false, or where registered sockets are not supported or
-// cannot be made (said in the log), every stream stays in its handler and
-// only the drain and shutdown apply.
-func New(logger *slog.Logger, cfg httpapi.Config, register bool) *Streams {
-	s := &Streams{logger: logger, registered: make(map[*registered]struct{}), inHandlers: make(map[*offer]struct{})}
-	if register {
-		s.reg = openRegistry(logger, cfg)
+// whose heartbeat, write timeout and padding registered streams keep too,
+// and works out how many streams it may hold (Limit). With opts.Register
+// false, or where registered sockets are not supported or cannot be made
+// (said in the log), every stream stays in its handler and only the
+// drain, the shutdown and the limit apply.
+func New(logger *slog.Logger, cfg httpapi.Config, opts Options) *Streams {
+	s := &Streams{logger: logger, registered: make(map[*registered]struct{}),
+		inHandlers: make(map[*offer]struct{}), groups: make(map[uuid.UUID]*orderGroup)}
+	if opts.Register {
+		s.reg = openRegistry(logger, cfg, opts)
+	}
+	s.limit = streamLimit(cfg.MaxStreams, opts.Reserve)
+	if s.limit.Over > 0 {
+		logger.Warn("MAX_STREAMS is more than the open-file limit leaves for streams: streams past it are refused",
+			"max_streams", s.limit.Over, "open_file_limit", s.limit.Files, "max", s.limit.Max)
 	}
 	return s
 }
+
+// Limit is how many streams the server may hold, for httpapi.Config's
+// MaxStreams and the startup log: MAX_STREAMS if set and the descriptors
+// allow it, else what the process's open-file limit leaves once the
+// descriptors it holds besides streams are set aside.
+func (s *Streams) Limit() Limit { return s.limit }
 
 // Wrap returns next with its live streams held by s. Wrap one server's
 // handler per Streams: its registered streams share one encoding of each
@@ -91,20 +132,49 @@ type offer struct {
 	s      *Streams
 	cancel context.CancelFunc // ends a stream kept in its handler
 	kept   bool               // in s.inHandlers
+	held   bool               // a place admit took, given back when the handler returns
 }
 
 func (o *offer) Unwrap() http.ResponseWriter { return o.ResponseWriter }
 
 // Detach takes the stream as a registered socket where it can; otherwise
 // it lists the stream, which stays in its handler, for the drain and
-// shutdown to end.
+// shutdown to end. Either way it holds a descriptor: past the limit
+// (counting the descriptors of streams that ended and still linger) the
+// stream is refused, before its connection is taken over: 503 with
+// Retry-After, and the connection closed.
 func (o *offer) Detach(h *httpapi.Handover) bool {
-	if o.s.register(o.ResponseWriter, o.r, h) {
+	s := o.s
+	if !s.admit() {
+		h.Refuse(o.ResponseWriter, http.StatusServiceUnavailable, unavailable)
 		return true
 	}
-	o.s.keep(o)
+	if s.register(o.ResponseWriter, o.r, h) {
+		return true // its place is the registered stream's, or given back
+	}
+	o.held = true
+	s.keep(o)
 	return false
 }
+
+// admit takes a place for a live stream if the limit has one.
+func (s *Streams) admit() bool {
+	n := s.held.Add(1)
+	if s.limit.Max <= 0 {
+		return true
+	}
+	if s.reg != nil {
+		n += s.reg.Stats().Lingering
+	}
+	if n > int64(s.limit.Max) {
+		s.held.Add(-1)
+		return false
+	}
+	return true
+}
+
+// release gives back a place admit took.
+func (s *Streams) release() { s.held.Add(-1) }
 
 // keep lists o's stream, kept in its handler, for the drain and shutdown.
 func (s *Streams) keep(o *offer) {
@@ -128,6 +198,9 @@ func (o *offer) finished() {
 		o.s.mu.Lock()
 		delete(o.s.inHandlers, o)
 		o.s.mu.Unlock()
+	}
+	if o.held {
+		o.s.release()
 	}
 }
 

@@ -48,7 +48,7 @@ func testConfig(c httpapi.Config) httpapi.Config {
 // when detach is set; the cleanup closes it after the streams have ended.
 func newStreams(t testing.TB, logger *slog.Logger, cfg httpapi.Config, detach bool) *Streams {
 	t.Helper()
-	s := New(logger, cfg, detach)
+	s := New(logger, cfg, Options{Register: detach})
 	if detach && s.reg == nil {
 		t.Fatal("no sockets registry: registered streams are not supported here")
 	}
