@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/order"
@@ -150,5 +151,87 @@ func TestDetacherIsOfferedLiveStreams(t *testing.T) {
 	live.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil).WithContext(ctx))
 	if w.offered != 1 || w.Code != http.StatusOK || !strings.HasPrefix(w.Body.String(), "retry: 3000\n\n") {
 		t.Fatalf("declined: offered %d, %d %q; want the stream served in its handler", w.offered, w.Code, w.Body.String())
+	}
+}
+
+// refusingWriter is a ResponseWriter with a Detacher that refuses every
+// stream offered, before Begin or after it, on the handler's writer or on
+// one of its own (as an edge that took the connection over does).
+type refusingWriter struct {
+	*httptest.ResponseRecorder
+	begin, own bool
+	status     int
+	answer     *httptest.ResponseRecorder // the edge's own writer
+}
+
+func (w *refusingWriter) Detach(h *Handover) bool {
+	if w.begin {
+		h.Begin()
+	}
+	var out http.ResponseWriter = w.ResponseRecorder
+	if w.own {
+		w.answer = httptest.NewRecorder()
+		out = w.answer
+	}
+	h.Refuse(out, w.status, "no room")
+	h.Refuse(out, w.status, "twice") // once only
+	h.Closed(0, "")                  // nothing after a refusal
+	return true
+}
+
+// TestDetacherRefuses: a Detacher that cannot hold a stream refuses it,
+// before Begin or after: the client gets the problem (with Retry-After for
+// a 503) and Connection: close, the stream's places and subscription are
+// given back, a 503 counts as refused at the instance's limit, and the
+// request's log line says the status, once.
+func TestDetacherRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		begin, own bool
+		status     int
+	}{
+		{"before Begin", false, false, http.StatusServiceUnavailable},
+		{"after Begin, on the edge's writer", true, true, http.StatusServiceUnavailable},
+		{"pipelined", false, true, http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := broker.NewMemory(broker.Options{})
+			defer b.Close()
+			logs := &syncBuffer{}
+			reg := prometheus.NewRegistry()
+			live := NewServer(slog.New(slog.NewTextHandler(logs, nil)), b, testConfig(Config{MaxSubscribersPerOrder: 1, Metrics: reg}))
+			path := "/orders/" + uuid.NewString() + "/stream"
+			w := &refusingWriter{ResponseRecorder: httptest.NewRecorder(), begin: tc.begin, own: tc.own, status: tc.status}
+			live.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+			got := w.ResponseRecorder
+			if tc.own {
+				got = w.answer
+			}
+			if got.Code != tc.status || got.Header().Get("Connection") != "close" || got.Header().Get("Content-Type") != "application/problem+json" ||
+				!strings.Contains(got.Body.String(), `"no room"`) || (tc.status == http.StatusServiceUnavailable) != (got.Header().Get("Retry-After") != "") {
+				t.Fatalf("refused: %d %v %q", got.Code, got.Header(), got.Body.String())
+			}
+			if lines := strings.Count(logs.String(), "path="+path+" status="+strconv.Itoa(tc.status)); lines != 1 || strings.Count(logs.String(), "path="+path) != 1 {
+				t.Errorf("want one log line with status %d:\n%s", tc.status, logs)
+			}
+			wantRejected := 0.0
+			if tc.status == http.StatusServiceUnavailable {
+				wantRejected = 1
+			}
+			if got := metricValue(t, reg, "orderstream_streams_rejected_total", "limit", "instance"); got != wantRejected {
+				t.Errorf("rejected{instance} = %v, want %v", got, wantRejected)
+			}
+			if got := metricValue(t, reg, "orderstream_streams_open"); got != 0 {
+				t.Errorf("streams_open = %v after the refusal, want 0", got)
+			}
+			// Its place on the order is free again.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			again := &takingWriter{ResponseRecorder: httptest.NewRecorder()}
+			live.ServeHTTP(again, httptest.NewRequest(http.MethodGet, path, nil).WithContext(ctx))
+			if again.Code != http.StatusOK {
+				t.Errorf("the order's next stream: %d, want 200 (its place given back)", again.Code)
+			}
+		})
 	}
 }

@@ -128,6 +128,9 @@ func TestStreamLimits(t *testing.T) {
 				res.Header.Get("Content-Type") != "application/problem+json" {
 				t.Fatalf("over the limit: %d, Retry-After %q, %q", res.StatusCode, res.Header.Get("Retry-After"), res.Header.Get("Content-Type"))
 			}
+			if !res.Close {
+				t.Error("a refused stream's connection is kept open (no Connection: close): it holds a descriptor for nothing")
+			}
 			if got := metricValue(t, reg, "orderstream_streams_rejected_total", "limit", tt.limit); got != 1 {
 				t.Fatalf("rejected{%s} %v", tt.limit, got)
 			}

@@ -56,7 +56,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderstream_slow_subscribers_dropped_total",
-			Help: "Streams ended because their client could not keep up: its buffer filled (buffer) or a write blocked too long (write_timeout).",
+			Help: "Streams ended because of their client: it could not keep up (buffer: the broker's buffer filled; write_timeout: a write waited too long, or too much waited), sent too much after its request (too_much_input), or stopped answering at all (vanished).",
 		}, []string{"reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "orderstream_publish_to_deliver_seconds",
