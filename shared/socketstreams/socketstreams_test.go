@@ -522,3 +522,94 @@ func TestRegisteredCloseHookPanicIsContained(t *testing.T) {
 		t.Fatalf("the other stream got %q, %v; want its event", m.Data, err)
 	}
 }
+
+// blockingHandler is a slog.Handler that holds the request log line of
+// one path until release is closed (a log pipe that stopped taking bytes,
+// for that line) and writes every record to next.
+type blockingHandler struct {
+	slog.Handler
+	path    string
+	blocked chan struct{} // closed once the line is being held
+	release chan struct{}
+}
+
+func (h blockingHandler) Handle(ctx context.Context, rec slog.Record) error {
+	if rec.Message == "request" {
+		rec.Attrs(func(a slog.Attr) bool {
+			if a.Key == "path" && a.Value.String() == h.path {
+				close(h.blocked)
+				<-h.release
+			}
+			return true
+		})
+	}
+	return h.Handler.Handle(ctx, rec)
+}
+
+// TestBlockingCloseHookDelaysNoOtherStream: a registered stream's close
+// hook (unsubscribe, metrics, the request's log line) runs on a worker of
+// its own: one that blocks, writing its log line, holds up no other
+// stream's events, and no other stream's close.
+func TestBlockingCloseHookDelaysNoOtherStream(t *testing.T) {
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	doomed, other := uuid.New(), uuid.New()
+	logs := &syncBuffer{}
+	h := blockingHandler{Handler: slog.NewTextHandler(logs, nil), path: "/orders/" + doomed.String() + "/stream",
+		blocked: make(chan struct{}), release: make(chan struct{})}
+	logger := slog.New(h)
+	cfg := testConfig(httpapi.Config{})
+	st := newStreams(t, logger, cfg, true)
+	srv := httptest.NewServer(st.Wrap(httpapi.NewServer(logger, b, cfg)))
+	defer srv.Close()
+	defer st.Close()
+	released := false
+	defer func() {
+		if !released {
+			close(h.release)
+		}
+	}()
+	open := func(id uuid.UUID) *http.Response {
+		t.Helper()
+		res, err := http.Get(srv.URL + "/orders/" + id.String() + "/stream")
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("stream: %v %v", res, err)
+		}
+		return res
+	}
+	open(doomed).Body.Close()
+	select {
+	case <-h.blocked:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the doomed stream's close hook never ran")
+	}
+	// Its hook is stuck. Other streams get their events as they come...
+	res := open(other)
+	defer res.Body.Close()
+	dec := sse.NewDecoder(res.Body)
+	for _, s := range lifecycle[:3] {
+		if _, err := b.Publish(context.Background(), other, broker.PublishRequest{Status: s}); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan error, 1)
+		go func() { _, err := dec.Next(); got <- err }()
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%v did not reach another stream while a close hook blocked", s)
+		}
+	}
+	// ...and close: their hooks run, their places are given back.
+	for range 20 {
+		open(uuid.New()).Body.Close()
+	}
+	waitFor(t, "the other streams' close hooks", func() bool {
+		return strings.Count(logs.String(), "status=200") >= 20 && st.reg.Stats().Registered == 1
+	})
+	close(h.release)
+	released = true
+	waitFor(t, "the held line", func() bool { return strings.Contains(logs.String(), h.path) })
+}
