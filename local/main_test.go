@@ -42,6 +42,12 @@ func (l *logLines) add(line string) {
 	l.lines = append(l.lines, line)
 }
 
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
 // count returns how many lines contain every one of parts.
 func (l *logLines) count(parts ...string) int {
 	l.mu.Lock()

@@ -27,8 +27,19 @@ import (
 // instead of the tests.
 const serveEnv = "ORDERSTREAM_TEST_SERVE"
 
+// nofileEnv, when set with serveEnv, is the open-file limit (soft and
+// hard) the server process runs under, set before it starts, as prlimit
+// would: Go raises only the soft limit to the hard one by itself.
+const nofileEnv = "ORDERSTREAM_TEST_NOFILE"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(serveEnv) == "1" {
+		if v := os.Getenv(nofileEnv); v != "" {
+			if err := setOpenFileLimit(v); err != nil {
+				fmt.Fprintln(os.Stderr, "set the open-file limit:", err)
+				os.Exit(2)
+			}
+		}
 		main()
 		os.Exit(0)
 	}
@@ -40,14 +51,19 @@ type process struct {
 	URL  string
 	cmd  *exec.Cmd
 	done chan struct{}
+	log  *logLines // what it logged so far
 }
 
-// startProcess starts the server as a child process with testEnv(env) and
-// waits until it listens.
-func startProcess(t *testing.T, env map[string]string) *process {
+// startProcess starts the server as a child process with testEnv(env),
+// under the command in prefix if any (ip netns exec NAME), and waits until
+// it listens.
+func startProcess(t *testing.T, env map[string]string, prefix ...string) *process {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr")
 	cmd := exec.Command(os.Args[0])
+	if len(prefix) > 0 {
+		cmd = exec.Command(prefix[0], append(prefix[1:], os.Args[0])...)
+	}
 	cmd.Env = append(os.Environ(), serveEnv+"=1")
 	for k, v := range testEnv(env, addrFile) {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -60,11 +76,12 @@ func startProcess(t *testing.T, env map[string]string) *process {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start server process: %v", err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
+	p := &process{cmd: cmd, done: make(chan struct{}), log: &logLines{}}
 	go func() {
 		defer close(p.done)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
+			p.log.add(sc.Text())
 			if testing.Verbose() {
 				fmt.Fprintln(os.Stderr, "server:", sc.Text())
 			}
