@@ -54,8 +54,8 @@ test-go:
 	$(GO) test -race -count=1 -timeout 15m -artifacts -outputdir $(ARTIFACTS) ./...
 	@# Stack sizes hold only without -race (race builds grow every frame).
 	$(GO) test -count=1 -run '^TestIdle(InHandler|Wrapped)StreamStackStaysSmall$$' ./shared/httpapi/ ./shared/socketstreams/
-	@# The vanished-client test needs network namespaces (root, ip(8)): say so if it was skipped.
-	@$(GO) test -count=1 -v -run '^TestVanishedClientEndsWithinPeerTimeout$$/^$$' ./shared/sockets/ | grep -B1 -e '--- SKIP' || true
+	@# The vanished-client tests need network namespaces (root, ip(8)): say so if they were skipped.
+	@$(GO) test -count=1 -v -run '^TestVanishedClientEndsWithinPeerTimeout$$/^$$' ./shared/sockets/ ./local/ | grep -B1 -e '--- SKIP' || true
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
