@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -58,9 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// (streams.Close).
 	httpCfg := svc.HTTP
 	streams := socketstreams.New(logger, httpCfg, socketstreams.Options{
-		Register:    !streamsInHandlers,
-		PeerTimeout: cfg.Server.PeerTimeout,
-		Reserve:     svc.Conns,
+		Register: !streamsInHandlers,
+		Reserve:  svc.Conns,
 	})
 	defer streams.Close()
 	httpCfg.ShuttingDown = streams.Draining
@@ -84,7 +82,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	srv.RegisterOnShutdown(streams.End)
 
-	ln, err := net.Listen("tcp", cfg.Server.Addr)
+	// Every connection accepted has the dead-peer timeout from the start.
+	ln, err := socketstreams.Listen(ctx, cfg.Server.Addr, cfg.Server.PeerTimeout)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

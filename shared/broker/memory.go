@@ -204,8 +204,8 @@ func (m *Memory) Subscribe(_ context.Context, id uuid.UUID, after EventID) (*Sub
 	if err := m.hub.add(id, sub.live, EventID{}); err != nil {
 		return nil, err
 	}
-	sub.cancel = func() { m.hub.remove(id, sub.live) }
-	sub.inHub(m.hub, id)
+	sub.inHub(m.hub, id) // Close leaves the hub: no cancel of its own
+
 	return sub, nil
 }
 

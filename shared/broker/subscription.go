@@ -17,9 +17,11 @@ type Subscription struct {
 	// nothing follows History, and Events is closed.
 	Finished bool
 
-	live   *chanSubscriber
+	live *chanSubscriber
+	// cancel unsubscribes, if the broker needs more than leaving the hub
+	// (Redis: its feed's bookkeeping); nil: Close takes live out of hub.
 	cancel func()
-	// Where live is held, for Handover: set by the broker once live is in
+	// Where live is held, for Handover, Events and Close: set by the broker once live is in
 	// the hub (nil if it ended before).
 	hub   *hub
 	order uuid.UUID
@@ -29,7 +31,8 @@ type Subscription struct {
 // never went live): its Events still hold what it got, then its end.
 var ErrNotLive = errors.New("subscription is not live")
 
-// inHub records that s's subscriber is in h under order id, for Handover.
+// inHub records that s's subscriber is in h under order id, for Handover,
+// Events and Close.
 func (s *Subscription) inHub(h *hub, id uuid.UUID) { s.hub, s.order = h, id }
 
 // Handover moves the live subscription from its channel to another
@@ -62,12 +65,24 @@ func (s *Subscription) Handover(next func(buffered []Event) Subscriber) error {
 }
 
 func newSubscription(buffer int) *Subscription {
-	return &Subscription{live: &chanSubscriber{events: make(chan Event, buffer)}}
+	return &Subscription{live: &chanSubscriber{buffer: buffer}}
 }
 
 // Events delivers live events. It is closed after the order's terminal event,
 // when the subscriber is dropped or the broker closes; Err then says why.
-func (s *Subscription) Events() <-chan Event { return s.live.events }
+// Read it once and keep it: the channel is made at the first call (or the
+// first event), under the hub's lock, so that a subscription handed over
+// (Handover) before either never makes one.
+func (s *Subscription) Events() <-chan Event {
+	if s.hub == nil {
+		// Never in the hub: it ended inside Subscribe, which made its
+		// channel, and nothing else touches it.
+		return s.live.channel()
+	}
+	var ch chan Event
+	s.hub.locked(s.order, func() { ch = s.live.channel() })
+	return ch
+}
 
 // Err is nil while Events is open and after the order finished normally;
 // ErrSlowSubscriber when the subscriber fell behind; ErrClosed or a broker
@@ -77,8 +92,11 @@ func (s *Subscription) Err() error { return s.live.err }
 
 // Close unsubscribes. It is safe to call more than once.
 func (s *Subscription) Close() {
-	if s.cancel != nil {
+	switch {
+	case s.cancel != nil:
 		s.cancel()
+	case s.hub != nil:
+		s.hub.remove(s.order, s.live) // all a broker without a cancel of its own needs
 	}
 }
 
@@ -87,10 +105,21 @@ func (s *Subscription) Close() {
 // under which it is delivered to and ended (the hub's, or before it is
 // added, the broker's); err is read only once events is closed.
 type chanSubscriber struct {
-	events chan Event
+	events chan Event // made by the first Deliver, End or Events: see channel
+	buffer int        // events's capacity
 	err    error
 	closed bool
 	next   Subscriber // after Handover: where events go instead
+}
+
+// channel returns events, making it if there is none yet. A subscription
+// handed over to another Subscriber (a registered socket) before its first
+// event never makes one: its buffer would be garbage at once.
+func (c *chanSubscriber) channel() chan Event {
+	if c.events == nil {
+		c.events = make(chan Event, c.buffer)
+	}
+	return c.events
 }
 
 // handover drains events into next's buffered events and forwards to
@@ -120,7 +149,7 @@ func (c *chanSubscriber) Deliver(ev Event) bool {
 		return false
 	}
 	select {
-	case c.events <- ev:
+	case c.channel() <- ev:
 		return true
 	default:
 		return false
@@ -138,5 +167,17 @@ func (c *chanSubscriber) End(err error) {
 		c.next.End(err)
 		return
 	}
+	if c.events == nil {
+		c.events = closedEvents // nothing was delivered: no buffer to make
+		return
+	}
 	close(c.events)
 }
+
+// closedEvents is the Events of every subscription that ended before its
+// first event was delivered or its channel read.
+var closedEvents = func() chan Event {
+	c := make(chan Event)
+	close(c)
+	return c
+}()

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/sse"
 )
 
 // A Detacher takes live streams out of their handlers. The core looks for
@@ -60,6 +61,8 @@ type Handover struct {
 	http1 bool   // HTTP/1.x: a refusal closes the connection
 	line  detachedLine
 	done  bool // Closed or Refuse has run
+	// end, if set by EndWith, ends a stream kept in its handler.
+	end <-chan struct{}
 }
 
 // offer offers st to the Detacher on w, if there is one and live events
@@ -73,8 +76,16 @@ func (st *stream) offer(logger *slog.Logger, cfg *Config, w http.ResponseWriter,
 		return false
 	}
 	setHeaders(w.Header())
-	return d.Detach(&Handover{st: st, logger: logger, cfg: cfg, w: w, r: r, path: r.URL.Path, http1: r.ProtoMajor == 1})
+	st.h = Handover{st: st, logger: logger, cfg: cfg, w: w, r: r, path: r.URL.Path, http1: r.ProtoMajor == 1}
+	return d.Detach(&st.h)
 }
+
+// EndWith, called within a Detach that keeps the stream in its handler
+// (returns false), gives the stream a channel whose close ends it at a
+// frame boundary, as its request's context ending does: an edge that ends
+// the streams it keeps (a drain, a shutdown) needs no context of its own
+// for every request.
+func (h *Handover) EndWith(end <-chan struct{}) { h.end = end }
 
 // Subscription is the stream's subscription, for the Detacher to hand over
 // to a broker.Subscriber of its own.
@@ -89,21 +100,28 @@ func (h *Handover) MaxDuration() time.Duration { return h.cfg.MaxStreamDuration 
 
 // Begin is called once the stream is taken, within Detach: it counts the
 // stream open, takes the request's log line over from the handler, and
-// returns the body's first bytes, the retry: field and the history, as a
-// stream in its handler writes them (padding included).
-func (h *Handover) Begin() []byte {
+// appends to b the body's first bytes, the retry: field and the history,
+// as a stream in its handler writes them (padding included), so that the
+// edge can make them one write with its own (a response head).
+func (h *Handover) Begin(b []byte) []byte {
 	st := h.st
 	h.line = detachLine(h.w, h.r)
 	h.w, h.r = nil, nil
 	st.m.streamOpened()
 	st.opened = true
-	first := &collectSink{}
-	st.out = first
-	st.history(h.cfg) // collectSink never fails
+	// Encoded straight into b, as history() sends them in a handler.
+	b = append(sse.AppendRetry(b, h.cfg.retry()), st.padding...)
+	for _, ev := range st.sub.History {
+		var err error
+		if b, err = appendEvent(b, ev, st.padding); err != nil {
+			break // cannot happen for a broker's events; b is as it was before ev
+		}
+		st.m.eventDelivered(ev.Update.Timestamp, false)
+	}
 	// What only the handler needed goes, so an idle stream keeps no more
 	// than its subscription and its log line.
-	st.out, st.buf, st.sub.History = nil, nil, nil
-	return first.b
+	st.buf, st.sub.History = nil, nil
+	return b
 }
 
 // Frame encodes ev as the stream's event frame, padding included. Every
@@ -195,15 +213,6 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(b)
 	c.n += int64(n)
 	return n, err
-}
-
-// collectSink gathers a detached stream's retry: and history into its
-// first bytes.
-type collectSink struct{ b []byte }
-
-func (c *collectSink) send(frame []byte) error {
-	c.b = append(c.b, frame...)
-	return nil
 }
 
 // KeepAlive is the heartbeat a stream with cfg's padding sends while idle,

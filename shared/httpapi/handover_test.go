@@ -30,7 +30,7 @@ type takingWriter struct {
 func (w *takingWriter) Detach(h *Handover) bool {
 	w.offered++
 	if w.take {
-		w.taken, w.first = h, h.Begin()
+		w.taken, w.first = h, h.Begin(nil)
 	}
 	return w.take
 }
@@ -166,7 +166,7 @@ type refusingWriter struct {
 
 func (w *refusingWriter) Detach(h *Handover) bool {
 	if w.begin {
-		h.Begin()
+		h.Begin(nil)
 	}
 	var out http.ResponseWriter = w.ResponseRecorder
 	if w.own {

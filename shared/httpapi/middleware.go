@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -55,10 +56,11 @@ func (l *requestLine) write(status int, bytes int64) {
 	}
 	// The mux sets r.Pattern on the request it routed: a bounded label.
 	l.m.request(l.pattern, status)
-	l.logger.Info("request",
-		"method", l.method, "path", l.path, "status", status,
-		"bytes", bytes, "duration", time.Since(l.start).Round(time.Microsecond),
-		"remote", l.remote)
+	// Attrs, not key-value pairs: no value is boxed into an interface.
+	l.logger.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("method", l.method), slog.String("path", l.path), slog.Int("status", status),
+		slog.Int64("bytes", bytes), slog.Duration("duration", time.Since(l.start).Round(time.Microsecond)),
+		slog.String("remote", l.remote))
 }
 
 // logRequests writes one line per request when it ends (for a stream: when
@@ -121,7 +123,10 @@ func (d detachedLine) write(status int, more int64) {
 // panic would kill the instance mid-stream.
 func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rw := &recordingWriter{ResponseWriter: w}
+		rw, ok := w.(*recordingWriter) // logRequests' (NewServer puts it outside): one per request is enough
+		if !ok {
+			rw = &recordingWriter{ResponseWriter: w}
+		}
 		defer func() {
 			v := recover()
 			if v == nil {

@@ -84,25 +84,19 @@ func handleStream(logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, 
 	})
 }
 
-// frameSink is where a stream writes its whole frames itself, in order: the
-// handler's writer (handlerWriter) for a stream that stays in its handler,
-// or, for one a Detacher took, its retry: and history, gathered into its
-// first bytes (collectSink); its live events then go through the Detacher.
-// An error ends the stream.
-type frameSink interface {
-	send(frame []byte) error
-}
-
 // stream is one open event stream.
 type stream struct {
 	id      uuid.UUID
 	sub     *broker.Subscription
-	release func() // gives back the stream's place under the limits
-	out     frameSink
-	buf     []byte // the frame being encoded (in-handler)
-	padding []byte // Config.FlushPadding's block, sent after each frame
+	release func()         // gives back the stream's place under the limits
+	out     *handlerWriter // a stream served in its handler writes here
+	buf     []byte         // the frame being encoded (in-handler)
+	padding []byte         // Config.FlushPadding's block, sent after each frame
 	m       *metrics
 	opened  bool // counted as an open stream
+	// h is the stream as offered to a Detacher, if one was: part of the
+	// stream, so that offering it costs no allocation of its own.
+	h Handover
 }
 
 // openStream checks the request, takes a place under the limits and
@@ -142,8 +136,7 @@ func openStream(logger *slog.Logger, b broker.Broker, cfg *Config, m *metrics, l
 		writeBrokerError(logger, m, "subscribe", w, r, err)
 		return nil
 	}
-	return &stream{id: id, sub: sub, release: release, m: m, padding: cfg.padding,
-		out: &handlerWriter{w: w, rc: http.NewResponseController(w), timeout: cfg.WriteTimeout, m: m}}
+	return &stream{id: id, sub: sub, release: release, m: m, padding: cfg.padding}
 }
 
 func (st *stream) close() {
@@ -154,12 +147,21 @@ func (st *stream) close() {
 	st.release()
 }
 
-// setHeaders sets the stream's response headers.
+// setHeaders sets the stream's response headers, each to a value shared by
+// every stream (Header.Set would make a slice per header per stream): no
+// one changes a response's header values in place (Add appends, which
+// copies a full slice).
 func setHeaders(h http.Header) {
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
+	h["Content-Type"] = eventStreamType
+	h["Cache-Control"] = noCache
+	h["X-Accel-Buffering"] = no
 }
+
+var (
+	eventStreamType = []string{"text/event-stream"}
+	noCache         = []string{"no-cache"}
+	no              = []string{"no"}
+)
 
 // begin answers with the stream's headers, the retry: field and the
 // history. It reports whether live events follow.
@@ -174,6 +176,9 @@ func (st *stream) begin(cfg *Config, w http.ResponseWriter, r *http.Request) boo
 	if r.Method == http.MethodHead {
 		return false
 	}
+	// Only a stream served here writes through the handler's writer: one a
+	// Detacher takes never makes it.
+	st.out = &handlerWriter{w: w, rc: http.NewResponseController(w), timeout: cfg.WriteTimeout, m: st.m}
 	st.m.streamOpened()
 	st.opened = true
 	return st.history(cfg)
@@ -197,7 +202,9 @@ func (st *stream) history(cfg *Config) bool {
 // live sends live events and heartbeats until the order ends, the stream
 // has lived cfg.MaxStreamDuration, or gone is closed: the request's context
 // is done, because the client went or because the server ends the stream
-// (its drain, its shutdown, Lambda's deadline).
+// (Lambda's deadline, a server that cancels its requests), or the channel
+// a Detacher that kept the stream here gave it (Handover.EndWith: its
+// drain, its shutdown) is.
 func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 	heartbeat := time.NewTimer(cfg.HeartbeatInterval)
 	defer heartbeat.Stop()
@@ -207,9 +214,10 @@ func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 		defer t.Stop()
 		lifetime = t.C
 	}
+	events := st.sub.Events()
 	for {
 		select {
-		case ev, ok := <-st.sub.Events():
+		case ev, ok := <-events:
 			if !ok {
 				// Finished (nil), dropped as too slow, or the broker went
 				// away: end the stream; the client resumes from its last id.
@@ -229,6 +237,8 @@ func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 		case <-lifetime:
 			return
 		case <-gone:
+			return
+		case <-st.h.end:
 			return
 		}
 	}

@@ -66,7 +66,9 @@
 // that lost its network) is found by the kernel: with Options.PeerTimeout,
 // Register sets TCP_USER_TIMEOUT and keep-alive probes on the socket, and
 // the kernel's error ends the stream (Vanished) within about that time,
-// idle or not.
+// idle or not. A server can instead set them once on its listener
+// (ListenConfig), whose options every socket it accepts inherits: no
+// system call per connect, and its other connections are covered too.
 //
 // # Closing like net/http
 //

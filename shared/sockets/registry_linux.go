@@ -2,6 +2,7 @@ package sockets
 
 import (
 	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -103,20 +104,55 @@ func dup(c Conn) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("sockets: take over connection: %w", err)
 	}
-	fd, derr := -1, error(nil)
-	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+	// One struct for what the closure sets: one allocation on the connect
+	// path, where two variables would be two.
+	var d struct {
+		fd  int
+		err error
+	}
+	if err := rc.Control(func(s uintptr) { d.fd, d.err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
 		return -1, fmt.Errorf("sockets: take over connection: %w", err)
 	}
-	if derr != nil {
-		return -1, fmt.Errorf("sockets: dup: %w", derr)
+	if d.err != nil {
+		return -1, fmt.Errorf("sockets: dup: %w", d.err)
 	}
+	fd := d.fd
 	// Go's net sets O_NONBLOCK on the shared file description already;
-	// make sure, since every write here relies on it.
-	if err := unix.SetNonblock(fd, true); err != nil {
+	// make sure, since every write here relies on it: one look, and a
+	// second call only if it is not so.
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err == nil && flags&unix.O_NONBLOCK == 0 {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags|unix.O_NONBLOCK)
+	}
+	if err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("sockets: set non-blocking: %w", err)
 	}
 	return fd, nil
+}
+
+// ListenConfig is a listener whose accepted sockets all have the peer
+// timeout (see Options.PeerTimeout) from the start: it is set once on the
+// listening socket, whose options the kernel copies to each socket it
+// accepts, and Go's own keep-alive settings, four more system calls per
+// accept, are left off. Register then has nothing to set per socket (leave
+// Options.PeerTimeout 0), and connections that never become registered
+// streams (a stream kept in its handler, a publisher's idle keep-alive
+// connection) are let go in bounded time too. d <= 0: Go's defaults.
+func ListenConfig(d time.Duration) net.ListenConfig {
+	if d <= 0 {
+		return net.ListenConfig{}
+	}
+	return net.ListenConfig{
+		KeepAlive: -1, // the listening socket's keep-alive is inherited instead
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var err error
+			if cerr := c.Control(func(fd uintptr) { err = setPeerTimeout(int(fd), d) }); cerr != nil {
+				return cerr
+			}
+			return err
+		},
+	}
 }
 
 // setPeerTimeout makes the kernel give up on a peer that acknowledges

@@ -2,7 +2,11 @@
 
 package sockets
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+	"time"
+)
 
 // Conn is what Register takes over: a connected socket that can show its
 // descriptor and be closed (*net.TCPConn is one).
@@ -61,3 +65,6 @@ func (*Group) Broadcast([]byte) {}
 
 // End has no sockets to end.
 func (*Group) End([]byte) {}
+
+// ListenConfig is Go's default listener here: no peer timeout is set.
+func ListenConfig(time.Duration) net.ListenConfig { return net.ListenConfig{} }

@@ -1,6 +1,7 @@
 package socketstreams
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -283,4 +285,211 @@ func benchIdleStreamMemory(b *testing.B, n int, detach bool, inUse func() int64,
 		b.ReportMetric(ours-raw, "server-B/stream")
 		b.ReportMetric(oursStacks, "stacks-B/stream")
 	}
+}
+
+// BenchmarkConnect measures what a stream costs from accept to
+// registration: each round connects n fresh streams to a fresh order (the
+// contract's rounds: the load generator reconnects between rounds, and
+// closing a round's streams is not counted), 16 clients at a time, once
+// through the local server's stack (its listener, net/http, the core, the
+// hand-over, a registered socket) and once against a raw server (net.Listen
+// as it comes) that accepts, reads the request and writes the same head
+// and retry: from a goroutine per connection, then holds the socket. Both sides' clients are the same raw
+// dialers, so the difference between the two is the server's. It reports,
+// per connect, the process's allocations and bytes (stable) and its CPU
+// time and wall time (noisy on a shared box).
+//
+//	go test -run='^$' -bench=Connect -benchtime=5x ./shared/socketstreams/
+func BenchmarkConnect(b *testing.B) {
+	const n, clients = 1000, 16
+	br := broker.NewMemory(broker.Options{})
+	defer br.Close()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := testConfig(httpapi.Config{})
+	streams := New(logger, cfg, Options{Register: true})
+	if streams.reg == nil {
+		b.Fatal("no sockets registry")
+	}
+	// As the local server listens: the dead-peer timeout (twice the write
+	// timeout, STREAM_PEER_TIMEOUT's default) set once on the listener.
+	srv := httptest.NewUnstartedServer(streams.Wrap(httpapi.NewServer(logger, br, cfg)))
+	srv.Listener.Close()
+	ln, err := Listen(context.Background(), "127.0.0.1:0", 2*cfg.WriteTimeout)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.Listener = ln
+	srv.Start()
+	defer srv.Close()
+	defer streams.Close()
+	raw := newRawStreamServer(b)
+	defer raw.close()
+
+	var ours, rawCost connectCost
+	for range b.N {
+		ours.add(connectRound(b, srv.Listener.Addr().String(), n, clients, func() {
+			waitFor(b, "the round's streams to close", func() bool {
+				st := streams.reg.Stats()
+				return st.Registered == 0 && st.Lingering == 0
+			})
+		}))
+		rawCost.add(connectRound(b, raw.ln.Addr().String(), n, clients, raw.release))
+	}
+	per := float64(n * b.N)
+	b.ReportMetric(float64(ours.mallocs)/per, "allocs/connect")
+	b.ReportMetric(float64(ours.bytes)/per, "B/connect")
+	b.ReportMetric(float64(ours.cpu.Nanoseconds())/per, "cpu-ns/connect")
+	b.ReportMetric(ours.wall.Seconds()/float64(b.N), "s/round")
+	b.ReportMetric(float64(rawCost.mallocs)/per, "raw-allocs/connect")
+	b.ReportMetric(float64(rawCost.bytes)/per, "raw-B/connect")
+	b.ReportMetric(float64(rawCost.cpu.Nanoseconds())/per, "raw-cpu-ns/connect")
+	b.ReportMetric(rawCost.wall.Seconds()/float64(b.N), "raw-s/round")
+	b.ReportMetric(ours.wall.Seconds()/rawCost.wall.Seconds(), "ratio")
+}
+
+// connectCost is what a round of connects cost the process.
+type connectCost struct {
+	mallocs, bytes uint64
+	cpu, wall      time.Duration
+}
+
+func (c *connectCost) add(o connectCost) {
+	c.mallocs += o.mallocs
+	c.bytes += o.bytes
+	c.cpu += o.cpu
+	c.wall += o.wall
+}
+
+// connectRound connects n streams to a fresh order at addr, clients at a
+// time, each reading its head and retry: field, and returns what that cost;
+// then it closes them and calls settle (not counted) to wait for the
+// server to let them go.
+func connectRound(b *testing.B, addr string, n, clients int, settle func()) connectCost {
+	request := []byte("GET /orders/" + uuid.NewString() + "/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	conns := make([]net.Conn, n)
+	var next sync.WaitGroup
+	var mu sync.Mutex
+	i := 0
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cpu := cpuTime()
+	start := time.Now()
+	for range clients {
+		next.Go(func() {
+			buf := make([]byte, 1024)
+			for {
+				mu.Lock()
+				k := i
+				i++
+				mu.Unlock()
+				if k >= n {
+					return
+				}
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				conns[k] = c
+				if _, err := c.Write(request); err != nil {
+					b.Error(err)
+					return
+				}
+				got := 0
+				for !bytes.Contains(buf[:got], []byte("retry: ")) || !bytes.HasSuffix(buf[:got], []byte("\n\n")) {
+					m, err := c.Read(buf[got:])
+					if err != nil {
+						b.Errorf("stream %d: %v after %q", k, err, buf[:got])
+						return
+					}
+					got += m
+				}
+			}
+		})
+	}
+	next.Wait()
+	cost := connectCost{wall: time.Since(start), cpu: cpuTime() - cpu}
+	runtime.ReadMemStats(&after)
+	cost.mallocs, cost.bytes = after.Mallocs-before.Mallocs, after.TotalAlloc-before.TotalAlloc
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+	settle()
+	return cost
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rawStreamServer is the least a stream's connect can cost in Go: accept,
+// a goroutine that reads the request and writes the head and retry: our
+// server writes, then the socket held, with no goroutine.
+type rawStreamServer struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	held []net.Conn
+	wg   sync.WaitGroup
+}
+
+func newRawStreamServer(b *testing.B) *rawStreamServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &rawStreamServer{ln: ln}
+	head := []byte("HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nConnection: close\r\nContent-Type: text/event-stream\r\n" +
+		"Date: " + time.Now().UTC().Format(http.TimeFormat) + "\r\nX-Accel-Buffering: no\r\n\r\nretry: 3000\n\n")
+	s.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Go(func() {
+				buf := make([]byte, 1024)
+				got := 0
+				for !bytes.Contains(buf[:got], []byte("\r\n\r\n")) {
+					n, err := c.Read(buf[got:])
+					if err != nil {
+						c.Close()
+						return
+					}
+					got += n
+				}
+				if _, err := c.Write(head); err != nil {
+					c.Close()
+					return
+				}
+				s.mu.Lock()
+				s.held = append(s.held, c)
+				s.mu.Unlock()
+			})
+		}
+	})
+	return s
+}
+
+// release closes the sockets held.
+func (s *rawStreamServer) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.held {
+		c.Close()
+	}
+	s.held = s.held[:0]
+}
+
+func (s *rawStreamServer) close() {
+	s.ln.Close()
+	s.wg.Wait()
+	s.release()
 }

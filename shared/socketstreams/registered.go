@@ -1,6 +1,7 @@
 package socketstreams
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,18 +27,18 @@ import (
 // an order's registered streams, and the close hook.
 
 // openRegistry opens the registry for the streams of a server configured
-// with cfg: its heartbeat, write timeout and padded keep-alive, the padding
-// every frame carries (which a parked socket's pending bytes do not count),
-// and the dead-peer timeout. Nil where registered sockets are unsupported
-// or the registry cannot be made (said in the log): every stream then
-// stays in its handler.
-func openRegistry(logger *slog.Logger, cfg httpapi.Config, opts Options) *sockets.Registry {
+// with cfg: its heartbeat, write timeout and padded keep-alive, and the
+// padding every frame carries (which a parked socket's pending bytes do not
+// count). The dead-peer timeout is the listener's (Listen), which every
+// socket it accepts has from the start. Nil where registered sockets are
+// unsupported or the registry cannot be made (said in the log): every
+// stream then stays in its handler.
+func openRegistry(logger *slog.Logger, cfg httpapi.Config) *sockets.Registry {
 	reg, err := sockets.New(sockets.Options{
 		Heartbeat:     cfg.HeartbeatInterval,
 		WriteTimeout:  cfg.WriteTimeout,
 		KeepAlive:     cfg.KeepAlive(),
 		FrameOverhead: max(0, cfg.FlushPadding), // the padding block is FlushPadding bytes
-		PeerTimeout:   opts.PeerTimeout,
 	})
 	if err != nil {
 		if !errors.Is(err, sockets.ErrUnsupported) {
@@ -86,7 +88,7 @@ func (s *Streams) register(w http.ResponseWriter, r *http.Request, h *httpapi.Ha
 	}
 	s.open.Add(1)
 	s.mu.Unlock()
-	conn, rw, err := http.NewResponseController(w).Hijack()
+	conn, rw, err := hijack(w)
 	if err != nil {
 		s.open.Done()
 		return false // not a connection net/http can give up: stay in the handler
@@ -110,9 +112,9 @@ func (s *Streams) register(w http.ResponseWriter, r *http.Request, h *httpapi.Ha
 		return true
 	}
 	rs := &registered{s: s, h: h, og: s.joinGroup(h.Order())}
-	first := appendHead(nil, w.Header())
+	first := appendHead(make([]byte, 0, firstSize), w.Header())
 	rs.head = len(first) // the log line counts the body
-	first = append(first, h.Begin()...)
+	first = h.Begin(first)
 	sock, err := s.reg.Register(c, sockets.Registration{First: first, OnClose: rs.closed})
 	if err != nil {
 		// Closed (shutting down) or out of descriptors: the connection is
@@ -229,18 +231,47 @@ func (s *Streams) remove(rs *registered) {
 	delete(s.registered, rs)
 }
 
+// hijack takes w's connection from net/http: straight from its writer
+// where that is a Hijacker (net/http's own, under Streams' offer), else
+// through http.ResponseController, which finds one beneath wrappers.
+func hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+	if hj, ok := w.(http.Hijacker); ok {
+		return hj.Hijack()
+	}
+	return http.NewResponseController(w).Hijack()
+}
+
+// firstSize is room enough for most streams' first write: the head, the
+// retry: field and a short history, in one allocation.
+const firstSize = 512
+
 // appendHead appends the head of a registered stream's response: 200, the
 // headers set for it (the stream's and the middleware's, CORS included),
-// and Connection: close, which delimits the body.
+// the date, and Connection: close, which delimits the body. It appends
+// them as Header.Write would (a value's line breaks become spaces), but
+// in the map's order and without a sorted copy of the keys or a value
+// made for the date: the head is built once per stream, on the connect
+// path.
 func appendHead(b []byte, h http.Header) []byte {
-	h.Set("Connection", "close")
-	if h.Get("Date") == "" {
-		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	b = append(b, "HTTP/1.1 200 OK\r\n"...)
+	for k, vs := range h {
+		if k == "Connection" || k == "Date" || k == "Content-Length" || k == "Transfer-Encoding" {
+			continue // the head's own
+		}
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			if !strings.ContainsAny(v, "\r\n") {
+				b = append(b, v...)
+			} else {
+				b = append(b, strings.NewReplacer("\r", " ", "\n", " ").Replace(v)...)
+			}
+			b = append(b, "\r\n"...)
+		}
 	}
-	buf := bytes.NewBuffer(append(b, "HTTP/1.1 200 OK\r\n"...))
-	_ = h.Write(buf) // a bytes.Buffer does not fail
-	buf.WriteString("\r\n")
-	return buf.Bytes()
+	b = append(b, "Connection: close\r\nDate: "...)
+	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
+	return append(b, "\r\n\r\n"...)
 }
 
 // orderGroup is an order's registered streams on one Streams: a

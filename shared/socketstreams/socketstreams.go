@@ -11,12 +11,11 @@
 // Either way, Streams ends the streams when the server goes: spread over a
 // drain window (Drain), then all at once (End); Close waits for the
 // registered ones, which net/http no longer tracks. A stream in its handler
-// is ended by cancelling its request's context, which the core treats as
-// the end of the stream.
+// is ended by closing the channel it was given (httpapi.Handover.EndWith),
+// which the core treats as the end of the stream.
 package socketstreams
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -64,10 +63,6 @@ type Options struct {
 	// (Linux, HTTP/1.1 on plain TCP); false keeps every stream in its
 	// handler.
 	Register bool
-	// PeerTimeout ends a registered stream whose client stopped answering
-	// (no FIN, no RST: its network went) after about this long
-	// (STREAM_PEER_TIMEOUT; 0: the kernel's own, about 15 minutes).
-	PeerTimeout time.Duration
 	// Reserve is how many descriptors the process holds besides its
 	// streams and the base reserve Limit describes: the broker's
 	// connections.
@@ -84,7 +79,7 @@ func New(logger *slog.Logger, cfg httpapi.Config, opts Options) *Streams {
 	s := &Streams{logger: logger, registered: make(map[*registered]struct{}),
 		inHandlers: make(map[*offer]struct{}), groups: make(map[uuid.UUID]*orderGroup)}
 	if opts.Register {
-		s.reg = openRegistry(logger, cfg, opts)
+		s.reg = openRegistry(logger, cfg)
 	}
 	s.limit = streamLimit(cfg.MaxStreams, opts.Reserve)
 	if s.limit.Over > 0 {
@@ -113,12 +108,11 @@ func (s *Streams) Wrap(next http.Handler) http.Handler {
 	})
 }
 
-// serve gives the request a context s can cancel and a writer that takes
-// its stream, if it is one.
+// serve gives the request a writer that takes its stream, if it is one.
+// Nothing more: a GET that is no stream, or a stream taken over, costs
+// Streams one small struct.
 func (s *Streams) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithCancel(r.Context())
-	r = r.WithContext(ctx)
-	o := &offer{ResponseWriter: w, r: r, s: s, cancel: cancel}
+	o := &offer{ResponseWriter: w, r: r, s: s}
 	defer o.finished()
 	next.ServeHTTP(o, r)
 }
@@ -128,14 +122,21 @@ func (s *Streams) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 // net/http's writer beneath.
 type offer struct {
 	http.ResponseWriter
-	r      *http.Request
-	s      *Streams
-	cancel context.CancelFunc // ends a stream kept in its handler
-	kept   bool               // in s.inHandlers
-	held   bool               // a place admit took, given back when the handler returns
+	r *http.Request
+	s *Streams
+	// ended, made when the stream is kept in its handler, ends it once
+	// closed (httpapi.Handover.EndWith).
+	ended   chan struct{}
+	endOnce sync.Once
+	kept    bool // in s.inHandlers
+	held    bool // a place admit took, given back when the handler returns
 }
 
 func (o *offer) Unwrap() http.ResponseWriter { return o.ResponseWriter }
+
+// end ends the stream kept in its handler, at a frame boundary; again, or
+// once the handler has returned, it does nothing.
+func (o *offer) end() { o.endOnce.Do(func() { close(o.ended) }) }
 
 // Detach takes the stream as a registered socket where it can; otherwise
 // it lists the stream, which stays in its handler, for the drain and
@@ -153,6 +154,8 @@ func (o *offer) Detach(h *httpapi.Handover) bool {
 		return true // its place is the registered stream's, or given back
 	}
 	o.held = true
+	o.ended = make(chan struct{})
+	h.EndWith(o.ended)
 	s.keep(o)
 	return false
 }
@@ -181,19 +184,18 @@ func (s *Streams) keep(o *offer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
-		o.cancel() // shutting down: history, then the end
+		o.end() // shutting down: history, then the end
 		return
 	}
 	s.inHandlers[o] = struct{}{}
 	o.kept = true
 	if s.drain.draining() {
-		s.endInDrain(o.cancel)
+		s.endInDrain(o.end)
 	}
 }
 
 // finished runs when the handler returns.
 func (o *offer) finished() {
-	o.cancel()
 	if o.kept {
 		o.s.mu.Lock()
 		delete(o.s.inHandlers, o)
@@ -220,7 +222,7 @@ func (s *Streams) Drain(window time.Duration) time.Time {
 		s.endInDrain(rs.end)
 	}
 	for o := range s.inHandlers {
-		s.endInDrain(o.cancel)
+		s.endInDrain(o.end)
 	}
 	return end
 }
@@ -250,7 +252,7 @@ func (s *Streams) End() {
 		rs.end()
 	}
 	for o := range s.inHandlers {
-		o.cancel()
+		o.end()
 	}
 }
 
