@@ -118,13 +118,9 @@ func dup(c Conn) (int, error) {
 	}
 	fd := d.fd
 	// Go's net sets O_NONBLOCK on the shared file description already;
-	// make sure, since every write here relies on it: one look, and a
-	// second call only if it is not so.
-	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	if err == nil && flags&unix.O_NONBLOCK == 0 {
-		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags|unix.O_NONBLOCK)
-	}
-	if err != nil {
+	// make sure, since every write here relies on it (one F_GETFL when
+	// it is so).
+	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("sockets: set non-blocking: %w", err)
 	}
