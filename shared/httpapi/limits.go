@@ -45,11 +45,12 @@ type limitRefusal struct {
 	detail string
 }
 
-// acquire takes a slot for a stream of order id from r's client, or says
-// which limit is full. release must be called once the stream ends.
-func (l *streamLimits) acquire(r *http.Request, id uuid.UUID) (release func(), refused *limitRefusal) {
+// acquire takes a place for a stream of order id from r's client, or says
+// which limit is full. The place (nil when nothing is counted) must be
+// given back with release once the stream ends.
+func (l *streamLimits) acquire(r *http.Request, id uuid.UUID) (place *limitPlace, refused *limitRefusal) {
 	if l == nil {
-		return func() {}, nil
+		return nil, nil
 	}
 	// Only what a limit is set for is counted: the instance's cap alone
 	// (the local server's default, from its open-file limit) costs a
@@ -78,30 +79,36 @@ func (l *streamLimits) acquire(r *http.Request, id uuid.UUID) (release func(), r
 	if l.maxPerOrder > 0 {
 		l.perOrder[id]++
 	}
-	return (&limitPlace{l: l, client: client, order: id}).release, nil
+	return &limitPlace{l: l, client: client, order: id}, nil
 }
 
 // limitPlace is one stream's place under the limits.
 type limitPlace struct {
-	l      *streamLimits
-	client netip.Prefix
-	order  uuid.UUID
-	once   sync.Once
+	l        *streamLimits
+	client   netip.Prefix
+	order    uuid.UUID
+	released bool // under l.mu
 }
 
+// release gives the place back, once; a nil place has nothing to give.
 func (p *limitPlace) release() {
-	p.once.Do(func() {
-		l := p.l
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.total--
-		if l.maxPerClient > 0 {
-			decrement(l.perClient, p.client)
-		}
-		if l.maxPerOrder > 0 {
-			decrement(l.perOrder, p.order)
-		}
-	})
+	if p == nil {
+		return
+	}
+	l := p.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p.released {
+		return
+	}
+	p.released = true
+	l.total--
+	if l.maxPerClient > 0 {
+		decrement(l.perClient, p.client)
+	}
+	if l.maxPerOrder > 0 {
+		decrement(l.perOrder, p.order)
+	}
 }
 
 // decrement keeps the maps as small as the open streams: no entry at zero.

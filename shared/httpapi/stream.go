@@ -88,7 +88,7 @@ func handleStream(logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, 
 type stream struct {
 	id      uuid.UUID
 	sub     *broker.Subscription
-	release func()         // gives back the stream's place under the limits
+	place   *limitPlace    // the stream's place under the limits (nil: none counted)
 	out     *handlerWriter // a stream served in its handler writes here
 	buf     []byte         // the frame being encoded (in-handler)
 	padding []byte         // Config.FlushPadding's block, sent after each frame
@@ -118,7 +118,7 @@ func openStream(logger *slog.Logger, b broker.Broker, cfg *Config, m *metrics, l
 		writeProblem(w, r, http.StatusBadRequest, "a stream request carries no body; send it without one")
 		return nil
 	}
-	release, refused := limits.acquire(r, id)
+	place, refused := limits.acquire(r, id)
 	if refused != nil {
 		m.streamRejected(refused.limit)
 		if r.ProtoMajor == 1 {
@@ -132,11 +132,11 @@ func openStream(logger *slog.Logger, b broker.Broker, cfg *Config, m *metrics, l
 	}
 	sub, err := b.Subscribe(r.Context(), id, after)
 	if err != nil {
-		release()
+		place.release()
 		writeBrokerError(logger, m, "subscribe", w, r, err)
 		return nil
 	}
-	return &stream{id: id, sub: sub, release: release, m: m, padding: cfg.padding}
+	return &stream{id: id, sub: sub, place: place, m: m, padding: cfg.padding}
 }
 
 func (st *stream) close() {
@@ -144,7 +144,7 @@ func (st *stream) close() {
 		st.m.streamClosed()
 	}
 	st.sub.Close()
-	st.release()
+	st.place.release()
 }
 
 // setHeaders sets the stream's response headers, each to a value shared by

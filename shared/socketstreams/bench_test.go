@@ -310,6 +310,7 @@ func BenchmarkConnect(b *testing.B) {
 	if streams.reg == nil {
 		b.Fatal("no sockets registry")
 	}
+	cfg.MaxStreams = streams.Limit().Max // as the local server caps its streams
 	// As the local server listens: the dead-peer timeout (twice the write
 	// timeout, STREAM_PEER_TIMEOUT's default) set once on the listener.
 	srv := httptest.NewUnstartedServer(streams.Wrap(httpapi.NewServer(logger, br, cfg)))
