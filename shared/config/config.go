@@ -104,7 +104,7 @@ var table = []setting{
 		duration(func(s *Settings) *time.Duration { return &s.Broker.Options.Retention }, positive)},
 	{"STREAM_WRITE_TIMEOUT", "write-timeout", "10s", "how long a write to a stuck client may block before it is cut off",
 		duration(func(s *Settings) *time.Duration { return &s.HTTP.WriteTimeout }, positive)},
-	{"STREAM_PEER_TIMEOUT", "peer-timeout", "", "end a stream whose client stopped answering (its network went: no FIN, no RST) after about this long (local server; 0: the kernel's own, about 15 minutes; unset: twice STREAM_WRITE_TIMEOUT)",
+	{"STREAM_PEER_TIMEOUT", "peer-timeout", "", "let go a connection (a stream or not) whose client stopped answering (its network went: no FIN, no RST) after about this long (local server; 0: the kernel's own, about 15 minutes; unset: twice STREAM_WRITE_TIMEOUT)",
 		value{"duration", parsePeerTimeout}},
 	{"MAX_STREAM_DURATION", "max-stream", "0", "end each stream after this long; clients resume (0: never)",
 		duration(func(s *Settings) *time.Duration { return &s.HTTP.MaxStreamDuration }, notNegative)},
