@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/shared/config"
+	"github.com/orderstream/orderstream/shared/emf"
 	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/sockets"
 )
@@ -77,6 +78,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	endStreams := sync.OnceFunc(func() { close(streamsDone) })
 	var streams httpapi.Streams
 	httpCfg := cfg.HTTP(streamsDone)
+	if cfg.MetricsEMFService != "" {
+		// On ECS the awslogs driver carries these lines to CloudWatch, where
+		// they become the metric the service scales on (deploy/ecs). Deferred
+		// here, the last line comes once the streams have ended.
+		defer emf.ServiceReporter(stdout, httpCfg.Metrics, cfg.MetricsEMFService, emfInterval, logger).Start()()
+	}
 	if reg := openSockets(logger, httpCfg); reg != nil {
 		httpCfg.Sockets = reg
 		defer reg.Close()
@@ -152,6 +159,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	logger.Info("stopped")
 	return nil
 }
+
+// emfInterval is how often METRICS_EMF_SERVICE's line is written:
+// CloudWatch's standard resolution. Tests shorten it.
+var emfInterval = time.Minute
 
 // streamsInHandlers keeps streams in their handlers, as off Linux: tests
 // set it to run the server both ways.

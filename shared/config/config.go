@@ -36,6 +36,9 @@ type Config struct {
 	// stay strings here (parsed in Validate and HTTP) so Config stays comparable.
 
 	Metrics bool // METRICS: serve GET /metrics (Prometheus text format)
+	// METRICS_EMF_SERVICE: report open streams to CloudWatch as embedded
+	// metric format lines on stdout, dimension Service=this (shared/emf).
+	MetricsEMFService string
 
 	MaxStreams             int    // MAX_STREAMS: per instance, 503 beyond; 0 no limit
 	MaxStreamsPerClient    int    // MAX_STREAMS_PER_CLIENT: per client address, 429 beyond; 0 no limit
@@ -187,6 +190,7 @@ type stringSetting struct {
 func (c *Config) strings() []stringSetting {
 	return []stringSetting{
 		{"TRUSTED_PROXIES", "trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed", &c.TrustedProxies},
+		{"METRICS_EMF_SERVICE", "metrics-emf-service", "write open streams to stdout each minute as a CloudWatch embedded metric format line, dimension Service=this (needs METRICS=true)", &c.MetricsEMFService},
 		{"CORS_ALLOWED_ORIGINS", "cors-origins", "comma-separated origins (https://shop.example) whose pages may call the API, or * (no cookies)", &c.CORSAllowedOrigins},
 		{"AUTH_JWT_SECRET", "", "", &c.AuthJWTSecret},
 		{"AUTH_JWT_PUBLIC_KEY", "", "", &c.AuthJWTPublicKey},
@@ -262,6 +266,9 @@ func (c Config) Validate() error {
 	}
 	if c.FlushPadding > MaxFlushPadding {
 		errs = append(errs, fmt.Errorf("FLUSH_PADDING must be at most %d bytes, got %d", MaxFlushPadding, c.FlushPadding))
+	}
+	if c.MetricsEMFService != "" && (!c.Metrics || len(c.MetricsEMFService) > 1024) {
+		errs = append(errs, fmt.Errorf("METRICS_EMF_SERVICE=%q: needs METRICS=true (it reports the metrics' gauge) and at most 1024 characters (a CloudWatch dimension value)", c.MetricsEMFService))
 	}
 	if c.RetryInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("RETRY_INTERVAL must be at least 1ms, got %v", c.RetryInterval))

@@ -96,6 +96,9 @@ func TestHardening(t *testing.T) {
 		{"metrics on", map[string]string{"METRICS": "true"}, func(c Config) bool { return c.Metrics }, ""},
 		{"metrics off", map[string]string{"METRICS": "0"}, func(c Config) bool { return !c.Metrics }, ""},
 		{"metrics not a boolean", map[string]string{"METRICS": "yes please"}, nil, "METRICS"},
+		{"EMF with metrics", map[string]string{"METRICS": "true", "METRICS_EMF_SERVICE": "shop-prod"}, func(c Config) bool { return c.MetricsEMFService == "shop-prod" }, ""},
+		{"EMF without metrics", map[string]string{"METRICS_EMF_SERVICE": "shop-prod"}, nil, "METRICS_EMF_SERVICE"},
+		{"EMF dimension too long", map[string]string{"METRICS": "true", "METRICS_EMF_SERVICE": strings.Repeat("x", 1025)}, nil, "METRICS_EMF_SERVICE"},
 		{"limits", map[string]string{
 			"MAX_STREAMS": "10000", "MAX_STREAMS_PER_CLIENT": "20", "MAX_SUBSCRIBERS_PER_ORDER": "500",
 			"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1", "READ_HEADER_TIMEOUT": "5s", "IDLE_TIMEOUT": "30s",
