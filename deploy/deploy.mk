@@ -1,0 +1,35 @@
+# The container path (deploy/README.md): the image, ECS on Fargate and
+# Kubernetes. deploy/ is a Go module of its own, so go-containerregistry,
+# k8s.io/api and kustomize never enter the service's module; the root's
+# go vet and go test do not reach it, deploy-test does. Included by the root
+# Makefile.
+#
+#   make image                       dist/image (OCI layout, linux/amd64 and
+#                                    linux/arm64) and dist/orderstream-image.tar
+#                                    (docker load, this machine's platform)
+#   make image REGISTRY=ghcr.io/you  the same, and pushed as
+#                                    ghcr.io/you/orderstream:$(IMAGE_VERSION)
+#   make deploy-test                 the module's vet and tests (part of make test)
+#   make ecs-lint                    cfn-lint deploy/ecs/template.yaml (part of make test)
+
+DEPLOY := $(CURDIR)/deploy
+
+# The image's version label and tag; its timestamps are the last commit's
+# time (SOURCE_DATE_EPOCH), so the same commit builds the same digest.
+IMAGE_VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+REGISTRY          ?=
+
+TEST_TARGETS += deploy-test
+
+.PHONY: image deploy-test
+
+image:
+	cd $(DEPLOY) && $(GO) run ./cmd/image -repo $(CURDIR) \
+		-layout $(CURDIR)/dist/image -tarball $(CURDIR)/dist/orderstream-image.tar \
+		-version "$(IMAGE_VERSION)" -revision "$(IMAGE_REVISION)" -created "$(SOURCE_DATE_EPOCH)" \
+		$(if $(REGISTRY),-push "$(REGISTRY)/orderstream:$(IMAGE_VERSION)")
+
+deploy-test: redis-server
+	cd $(DEPLOY) && $(GO) vet ./... && $(GO) test -race -count=1 ./...
