@@ -21,9 +21,9 @@ IMAGE_REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 REGISTRY          ?=
 
-TEST_TARGETS += deploy-test
+TEST_TARGETS += deploy-test ecs-lint
 
-.PHONY: image deploy-test
+.PHONY: image deploy-test ecs-lint
 
 image:
 	cd $(DEPLOY) && $(GO) run ./cmd/image -repo $(CURDIR) \
@@ -33,3 +33,8 @@ image:
 
 deploy-test: redis-server
 	cd $(DEPLOY) && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+# No errors and no warnings (cfn-lint exits non-zero on either).
+ecs-lint:
+	@command -v cfn-lint >/dev/null 2>&1 || { echo "cfn-lint is missing: pip install cfn-lint"; exit 1; }
+	cfn-lint deploy/ecs/template.yaml
