@@ -11,6 +11,8 @@
 #                                    ghcr.io/you/orderstream:$(IMAGE_VERSION)
 #   make deploy-test                 the module's vet and tests (part of make test)
 #   make ecs-lint                    cfn-lint deploy/ecs/template.yaml (part of make test)
+#   make test-rollout                the rolling-update simulations (local/rollout_test.go)
+#                                    with ROLLOUT_ORDERS orders x 3 streams (default 1000)
 
 DEPLOY := $(CURDIR)/deploy
 
@@ -23,7 +25,7 @@ REGISTRY          ?=
 
 TEST_TARGETS += deploy-test ecs-lint
 
-.PHONY: image deploy-test ecs-lint
+.PHONY: image deploy-test ecs-lint test-rollout
 
 image:
 	cd $(DEPLOY) && $(GO) run ./cmd/image -repo $(CURDIR) \
@@ -38,3 +40,8 @@ deploy-test: redis-server
 ecs-lint:
 	@command -v cfn-lint >/dev/null 2>&1 || { echo "cfn-lint is missing: pip install cfn-lint"; exit 1; }
 	cfn-lint deploy/ecs/template.yaml
+
+# make test runs these with 60 streams; this, with more (not for a busy box).
+ROLLOUT_ORDERS ?= 1000
+test-rollout: redis-server nginx
+	ORDERSTREAM_ROLLOUT_ORDERS=$(ROLLOUT_ORDERS) $(GO) test -count=1 -timeout 20m -run '^TestRollingUpdate' -v ./local/

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +38,7 @@ type rollout struct {
 	live      []*process // in the proxy's upstream block, in order
 	addrOf    map[*process]string
 	followers []*follower
+	orders    int
 	published chan error
 	publishes struct {
 		sync.Mutex
@@ -45,15 +47,27 @@ type rollout struct {
 	}
 }
 
-const (
-	rolloutOrders   = 20
-	rolloutPerOrder = 3 // 60 streams, half of them over HTTP/2
-)
+// rolloutPerOrder streams watch each of rolloutOrders orders, half of them
+// over HTTP/2: 60 streams in make test; `make test-rollout` runs more
+// (ORDERSTREAM_ROLLOUT_ORDERS).
+const rolloutPerOrder = 3
+
+func rolloutOrders(t *testing.T) int {
+	v := os.Getenv("ORDERSTREAM_ROLLOUT_ORDERS")
+	if v == "" {
+		return 20
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("ORDERSTREAM_ROLLOUT_ORDERS=%q: want a positive number", v)
+	}
+	return n
+}
 
 func startRollout(t *testing.T, env map[string]string, nginx nginxOptions, roundGap time.Duration) *rollout {
 	t.Helper()
 	redis := redistest.Start(t)
-	r := &rollout{t: t, addrOf: map[*process]string{}, published: make(chan error, 1)}
+	r := &rollout{t: t, addrOf: map[*process]string{}, published: make(chan error, 1), orders: rolloutOrders(t)}
 	r.publishes.codes = map[int]int{}
 	r.env = func(addr string) map[string]string {
 		e := map[string]string{"ADDR": addr, "REDIS_URL": redis.URL(), "HEARTBEAT_INTERVAL": "1s",
@@ -74,16 +88,16 @@ func startRollout(t *testing.T, env map[string]string, nginx nginxOptions, round
 	stop := make(chan struct{})
 	var running sync.WaitGroup
 	t.Cleanup(func() { close(stop); running.Wait() })
-	ids := make([]string, rolloutOrders)
+	ids := make([]string, r.orders)
 	for i := range ids {
 		ids[i] = newID()
 	}
-	for i := range rolloutOrders * rolloutPerOrder {
+	for i := range r.orders * rolloutPerOrder {
 		client := h2
 		if i%2 == 1 {
 			client = h1
 		}
-		f := &follower{order: ids[i%rolloutOrders], client: client, protos: map[int]bool{}}
+		f := &follower{order: ids[i%r.orders], client: client, protos: map[int]bool{}}
 		r.followers = append(r.followers, f)
 		running.Go(func() { f.run(r.proxy.URL, stop) })
 	}
@@ -105,7 +119,7 @@ func startRollout(t *testing.T, env map[string]string, nginx nginxOptions, round
 			round := time.Now()
 			for _, id := range ids {
 				r.publish(id, status)
-				time.Sleep(25 * time.Millisecond)
+				time.Sleep(min(25*time.Millisecond, roundGap/2/time.Duration(len(ids))))
 			}
 			time.Sleep(time.Until(round.Add(roundGap)))
 		}
@@ -235,8 +249,8 @@ func (r *rollout) check() {
 	r.publishes.Lock()
 	defer r.publishes.Unlock()
 	created := r.publishes.codes[http.StatusCreated]
-	if created != rolloutOrders*len(happyPath) || len(r.publishes.codes) != 1 {
-		t.Errorf("publishes answered %v (transport errors, retried: %v): want %d answers, all 201", r.publishes.codes, r.publishes.errs, rolloutOrders*len(happyPath))
+	if created != r.orders*len(happyPath) || len(r.publishes.codes) != 1 {
+		t.Errorf("publishes answered %v (transport errors, retried: %v): want %d answers, all 201", r.publishes.codes, r.publishes.errs, r.orders*len(happyPath))
 	}
 	t.Logf("%d streams: %d reconnects, every event once; %d publishes, all 201 (%d transport errors retried: %v)",
 		len(r.followers), reconnects, created, len(r.publishes.errs), r.publishes.errs)
