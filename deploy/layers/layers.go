@@ -31,9 +31,9 @@ const (
 
 // Memory, from loadtest/README.md's figures: RSS per idle registered stream
 // (2.1-2.3 KiB, 19,850 streams) and the idle process (about 12 MiB). The
-// kernel's socket, file and epoll entries per connection are charged to the
-// container's cgroup too and are not in RSS: KernelPerStream allows for
-// them (deploy/README.md, "Capacity").
+// kernel's socket, inode, file and epoll entries per connection are charged
+// to the container's cgroup too and are not in RSS: 3.9 KiB measured here
+// by cmd/socketmem (deploy/README.md, "Capacity").
 const (
 	RSSPerStream    = 2.3 * 1024
 	KernelPerStream = 4 * 1024
