@@ -78,12 +78,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	endStreams := sync.OnceFunc(func() { close(streamsDone) })
 	var streams httpapi.Streams
 	httpCfg := cfg.HTTP(streamsDone)
-	if cfg.MetricsEMFService != "" {
-		// On ECS the awslogs driver carries these lines to CloudWatch, where
-		// they become the metric the service scales on (deploy/ecs). Deferred
-		// here, the last line comes once the streams have ended.
-		defer emf.ServiceReporter(stdout, httpCfg.Metrics, cfg.MetricsEMFService, emfInterval, logger).Start()()
-	}
 	if reg := openSockets(logger, httpCfg); reg != nil {
 		httpCfg.Sockets = reg
 		defer reg.Close()
@@ -107,6 +101,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(endStreams)
+	if cfg.MetricsEMFService != "" {
+		// On ECS the awslogs driver carries these lines to CloudWatch, where
+		// they become the metric the service scales on (deploy/ecs). After
+		// NewServer, which registers the gauge; the last line comes on return.
+		defer emf.ServiceReporter(stdout, httpCfg.Metrics, cfg.MetricsEMFService, emfInterval, logger).Start()()
+	}
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
