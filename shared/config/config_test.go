@@ -179,6 +179,9 @@ func TestHardening(t *testing.T) {
 		{"metrics on", map[string]string{"METRICS": "true"}, func(c Settings) bool { return c.Metrics }, ""},
 		{"metrics off", map[string]string{"METRICS": "0"}, func(c Settings) bool { return !c.Metrics }, ""},
 		{"metrics not a boolean", map[string]string{"METRICS": "yes please"}, nil, "METRICS"},
+		{"EMF with metrics", map[string]string{"METRICS": "true", "METRICS_EMF_SERVICE": "shop-prod"}, func(c Settings) bool { return c.MetricsEMFService == "shop-prod" }, ""},
+		{"EMF without metrics", map[string]string{"METRICS_EMF_SERVICE": "shop-prod"}, nil, "METRICS_EMF_SERVICE"},
+		{"EMF dimension too long", map[string]string{"METRICS": "true", "METRICS_EMF_SERVICE": strings.Repeat("x", 1025)}, nil, "METRICS_EMF_SERVICE"},
 		{"limits", map[string]string{
 			"MAX_STREAMS": "10000", "MAX_STREAMS_PER_CLIENT": "20", "MAX_SUBSCRIBERS_PER_ORDER": "500",
 			"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1", "READ_HEADER_TIMEOUT": "5s", "IDLE_TIMEOUT": "30s",
@@ -224,6 +227,24 @@ func TestHardening(t *testing.T) {
 				t.Fatalf("got %+v, %v", c, err)
 			}
 		})
+	}
+}
+
+// TestEMFNeedsMetrics: METRICS_EMF_SERVICE's cross-check with METRICS reads
+// the flag as well as the variable, and says nothing more when METRICS
+// itself did not parse (its own error says it).
+func TestEMFNeedsMetrics(t *testing.T) {
+	c, err := FromArgs([]string{"x", "-metrics", "-metrics-emf-service", "shop-prod"}, env(nil), io.Discard)
+	if err != nil || !c.Metrics || c.MetricsEMFService != "shop-prod" {
+		t.Fatalf("flags: %+v, %v", c, err)
+	}
+	_, err = FromArgs([]string{"x", "-metrics=false"}, env(map[string]string{"METRICS_EMF_SERVICE": "shop-prod"}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "METRICS_EMF_SERVICE") {
+		t.Fatalf("-metrics=false with METRICS_EMF_SERVICE: %v", err)
+	}
+	_, err = FromEnv(env(map[string]string{"METRICS": "yes please", "METRICS_EMF_SERVICE": "shop-prod"}))
+	if err == nil || !strings.Contains(err.Error(), "METRICS=") || strings.Contains(err.Error(), "METRICS_EMF_SERVICE") {
+		t.Fatalf("a bad METRICS: %v, want its own error alone", err)
 	}
 }
 
