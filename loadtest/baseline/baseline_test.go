@@ -1,14 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"testing"
 	"time"
 )
-
-var shapes = []string{shapeLoop, shapeGoroutine}
 
 func startRaw(t *testing.T, shape string) string { return startFaulty(t, shape, "") }
 
@@ -120,25 +121,41 @@ func TestServeRejectsUnknownShape(t *testing.T) {
 	}
 }
 
-// TestQueuedSubCutsAStalledReader: in the goroutine shape a client that
-// never reads fills its kernel buffers, then its queue; the next send cuts
-// it instead of waiting, so the publisher never blocks on it.
+// TestQueuedSubCutsAStalledReader: in the goroutine and writev shapes a
+// client that never reads fills its kernel buffers, then its queue; the next
+// send cuts it instead of waiting, so the publisher never blocks on it.
 func TestQueuedSubCutsAStalledReader(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(map[bool]string{false: shapeGoroutine, true: shapeWritev}[batch], func(t *testing.T) {
+			testQueuedSubCutsAStalledReader(t, batch)
+		})
+	}
+}
+
+// tcpPair is a connected pair of loopback TCP connections, closed with the test.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
+	client, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer client.Close() // never read
-	server, err := ln.Accept()
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := newQueuedSub(server)
+	t.Cleanup(func() { server.Close() })
+	return client, server
+}
+
+func testQueuedSubCutsAStalledReader(t *testing.T, batch bool) {
+	_, server := tcpPair(t) // the client never reads
+	q := newQueuedSub(server, batch).start()
 	frame := make([]byte, 64<<10)
 	deadline := time.Now().Add(30 * time.Second)
 	for q.send(frame) {
@@ -152,5 +169,40 @@ func TestQueuedSubCutsAStalledReader(t *testing.T) {
 	// The stream's goroutine has gone: its connection is closed.
 	if _, err := server.Write([]byte("x")); err == nil {
 		t.Error("the cut stream's connection is still open")
+	}
+}
+
+// TestWritevWritesQueuedFramesAtOnce: frames queued while a stream's
+// goroutine was away go out in one writev in the writev shape, one write
+// each in the goroutine shape; either way in order, then the end.
+func TestWritevWritesQueuedFramesAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		batch  bool
+		writes int64
+	}{{false, 10}, {true, 1}} {
+		client, server := tcpPair(t)
+		// Queued before the goroutine starts: it finds all of them at once.
+		q := newQueuedSub(server, tc.batch)
+		var want []byte
+		for i := range 10 {
+			f := fmt.Appendf(nil, "id: %d\ndata: x\n\n", i)
+			want = append(want, f...)
+			if !q.send(f) {
+				t.Fatalf("send %d refused", i)
+			}
+		}
+		q.end()
+		q.start()
+		_ = client.SetReadDeadline(time.Now().Add(30 * time.Second))
+		got, err := io.ReadAll(client) // to the end: the stream was closed after its frames
+		if err != nil {
+			t.Fatalf("batch %v: %v", tc.batch, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("batch %v: read %q, want %q", tc.batch, got, want)
+		}
+		if n := q.writes.Load(); n != tc.writes {
+			t.Errorf("batch %v: %d write calls for 10 queued frames, want %d", tc.batch, n, tc.writes)
+		}
 	}
 }

@@ -1,10 +1,11 @@
 // Command baseline measures the physical limit of SSE fan-out on this box,
 // so that orderstream's figures can be stated as a fraction of it.
 //
-//	baseline serve [-addr 127.0.0.1:0] [-heartbeat 15s] [-shape loop|goroutine]
-//	    a raw fan-out server: the same frames, one write(2) per frame per
-//	    connection, nothing else; from one writing loop, or from a goroutine
-//	    and channel per connection
+//	baseline serve [-addr 127.0.0.1:0] [-heartbeat 15s] [-shape loop|goroutine|writev]
+//	    a raw fan-out server: the same frames, nothing else; from one writing
+//	    loop (a write(2) per frame per connection), from a goroutine and
+//	    channel per connection (the same), or from a goroutine per connection
+//	    that writes every frame queued for it in one writev(2)
 //	baseline bench -raw URL -service URL [-n 10000] [-k 100] [-rounds 3]
 //	    the same lean client against both, in alternating rounds:
 //	    deliveries/s and latency p50/p95/p99, and their ratios
