@@ -11,6 +11,9 @@
 //	    deliveries/s and latency p50/p95/p99, and their ratios
 //	baseline bench -hold 20s -raw URL -service URL -n 10000
 //	    hold idle streams (measure the servers' memory meanwhile)
+//	baseline table -in results/figures
+//	    a figures run's JSON as one table (figures.md, figures.json): each
+//	    figure for orderstream and every raw form, the best raw, the ratio
 //
 // Server and client are separate processes: each may hold 20,000 open files.
 package main
@@ -22,7 +25,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: baseline serve|bench [flags]  (-h for flags)")
+		fmt.Fprintln(os.Stderr, "usage: baseline serve|bench|table [flags]  (-h for flags)")
 		os.Exit(2)
 	}
 	var err error
@@ -31,8 +34,10 @@ func main() {
 		err = serve(os.Args[2:])
 	case "bench":
 		err = bench(os.Args[2:])
+	case "table":
+		err = table(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q: want serve or bench", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want serve, bench or table", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "baseline:", err)
