@@ -439,7 +439,7 @@ figures_run() {
 	# one_run LABEL NAME BENCH-ARGS...: a fresh server NAME, the client
 	# against it, the server stopped.
 	one_run() {
-		local label=$1 name=$2 target
+		local label=$1 name=$2 target t0=$SECONDS
 		shift 2
 		serve_fresh "$name" "$label"
 		if [ "$name" = orderstream ]; then target=(-service "$BASE" -service-pid "$PID"); else target=(-raw "$BASE" -raw-name "$name" -raw-pid "$PID"); fi
@@ -454,6 +454,7 @@ figures_run() {
 			tee "$RESULTS/$label.$name.txt" || failed+=("$label.$name (exit ${PIPESTATUS[0]})")
 		ran+=("$label.$name")
 		stop_server "$PID"
+		echo "  $label.$name took $((SECONDS - t0)) s, the server's start and stop included" | tee -a "$RESULTS/box.txt"
 	}
 	if [ "$HOLD_N" -gt 0 ]; then
 		for name in $SERVERS; do one_run hold "$name" -hold "$HOLD_FOR" -n "$HOLD_N" -k 100 -steps "$HOLD_STEPS"; done
