@@ -180,7 +180,7 @@ type round struct {
 	ended                   int // streams the server ended after their terminal event
 	connectTime, fanOutTime time.Duration
 	// The server's CPU time (user+system) while the streams connected,
-	// and from then until every stream had its last event.
+	// and from then until every stream had ended.
 	connectCPU, fanOutCPU time.Duration
 	rssKiB                int64 // the server's RSS once the round was over
 }
@@ -288,8 +288,8 @@ type summary struct {
 	RSSAfterKiB int64 `json:"rssAfterKiB,omitempty"`
 	RSSPeakKiB  int64 `json:"rssPeakKiB,omitempty"`
 	// CPUPerDelivery is the server's CPU time (user+system, from
-	// /proc/<pid>/stat) from the moment every stream was open until the
-	// last event arrived, per delivered event, in µs; CPUPerConnect is its
+	// /proc/<pid>/stat) from the moment every stream was open until every
+	// stream had ended, per delivered event, in µs; CPUPerConnect is its
 	// CPU time while the streams connected, per stream. Unlike deliveries/s
 	// they hold still when other work shares the cores.
 	CPUPerDelivery float64       `json:"serverCpuPerDeliveryMicros,omitempty"`
