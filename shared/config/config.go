@@ -48,6 +48,7 @@ type Config struct {
 	AuthJWTSecret        string // AUTH_JWT_SECRET: HS256 shared secret (environment only)
 	AuthJWTPublicKey     string // AUTH_JWT_PUBLIC_KEY: RS256/ES256 public key, PEM (environment only)
 	AuthJWTPublicKeyFile string // AUTH_JWT_PUBLIC_KEY_FILE: or the file that holds it
+	AuthJWKSURL          string // AUTH_JWKS_URL: or an identity provider's rotating keys (needs AUTH_JWT_ISSUER)
 	AuthJWTIssuer        string // AUTH_JWT_ISSUER: required iss, if set
 	AuthJWTAudience      string // AUTH_JWT_AUDIENCE: required aud, if set
 	AuthCookie           string // AUTH_COOKIE: cookie a subscriber token may come in
@@ -191,6 +192,7 @@ func (c *Config) strings() []stringSetting {
 		{"AUTH_JWT_SECRET", "", "", &c.AuthJWTSecret},
 		{"AUTH_JWT_PUBLIC_KEY", "", "", &c.AuthJWTPublicKey},
 		{"AUTH_JWT_PUBLIC_KEY_FILE", "auth-public-key-file", "PEM file of the RS256/ES256 public key that signs tokens; turns auth on", &c.AuthJWTPublicKeyFile},
+		{"AUTH_JWKS_URL", "auth-jwks-url", "an identity provider's JWKS URL (https) whose rotating keys sign tokens; turns auth on, needs AUTH_JWT_ISSUER", &c.AuthJWKSURL},
 		{"AUTH_JWT_ISSUER", "auth-issuer", "the iss every token must carry (empty: not checked)", &c.AuthJWTIssuer},
 		{"AUTH_JWT_AUDIENCE", "auth-audience", "the aud every token must name (empty: not checked)", &c.AuthJWTAudience},
 		{"AUTH_COOKIE", "auth-cookie", "the cookie a subscriber token may come in", &c.AuthCookie},
@@ -344,6 +346,7 @@ func (c Config) HTTP(done <-chan struct{}) httpapi.Config {
 func (c Config) auth() httpapi.AuthConfig {
 	a := httpapi.AuthConfig{
 		PublicKeyFile: c.AuthJWTPublicKeyFile,
+		JWKSURL:       c.AuthJWKSURL,
 		Issuer:        c.AuthJWTIssuer,
 		Audience:      c.AuthJWTAudience,
 		Cookie:        c.AuthCookie,

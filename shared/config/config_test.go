@@ -123,6 +123,14 @@ func TestHardening(t *testing.T) {
 		{"auth key file missing", map[string]string{"AUTH_JWT_PUBLIC_KEY_FILE": "/nonexistent/key.pem"}, nil, "read public key"},
 		{"auth secret and key", map[string]string{"AUTH_JWT_SECRET": strings.Repeat("s", 32), "AUTH_JWT_PUBLIC_KEY_FILE": "/k.pem"}, nil, "not both"},
 		{"auth cookie name", map[string]string{"AUTH_COOKIE": "a b"}, nil, "AUTH_COOKIE"},
+		{"auth with a JWKS", map[string]string{"AUTH_JWKS_URL": "https://idp.example/.well-known/jwks.json", "AUTH_JWT_ISSUER": "https://idp.example/"},
+			func(c Config) bool {
+				a := c.HTTP(nil).Auth
+				return a.Enabled() && a.JWKSURL == "https://idp.example/.well-known/jwks.json" && a.Issuer == "https://idp.example/"
+			}, ""},
+		{"auth JWKS without issuer", map[string]string{"AUTH_JWKS_URL": "https://idp.example/jwks"}, nil, "AUTH_JWT_ISSUER"},
+		{"auth JWKS in the clear", map[string]string{"AUTH_JWKS_URL": "http://idp.example/jwks", "AUTH_JWT_ISSUER": "x"}, nil, "must be https"},
+		{"auth JWKS and a secret", map[string]string{"AUTH_JWKS_URL": "https://idp.example/jwks", "AUTH_JWT_ISSUER": "x", "AUTH_JWT_SECRET": strings.Repeat("s", 32)}, nil, "not both"},
 		{"zero idle timeout", map[string]string{"IDLE_TIMEOUT": "0s"}, nil, "IDLE_TIMEOUT must be positive"},
 		{"flush padding", map[string]string{"FLUSH_PADDING": "2048"}, func(c Config) bool { return c.HTTP(nil).FlushPadding == 2048 }, ""},
 		{"flush padding off by default", nil, func(c Config) bool { return c.HTTP(nil).FlushPadding == 0 }, ""},

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/orderstream/orderstream/shared/order"
@@ -40,12 +42,14 @@ const (
 )
 
 // AuthConfig turns on bearer-token (JWT) authentication when a key is set:
-// Secret for HS256, or a PEM public key for RS256 (an RSA key) or ES256 (a
-// P-256 key). Exactly one key may be set. Zero: no authentication.
+// Secret for HS256, a PEM public key for RS256 (an RSA key) or ES256 (a
+// P-256 key), or the JWKS URL where an identity provider publishes its
+// rotating keys (jwks.go). Exactly one may be set. Zero: no authentication.
 type AuthConfig struct {
 	Secret        []byte // HS256 shared secret, at least 32 bytes
 	PublicKeyPEM  []byte // RS256/ES256 public key (PKIX "PUBLIC KEY" or "RSA PUBLIC KEY")
 	PublicKeyFile string // or the file that holds it, read by NewServer
+	JWKSURL       string // or an identity provider's JWKS (https), fetched by NewServer; needs Issuer
 	Issuer        string // when set, a token's iss must equal it
 	Audience      string // when set, a token's aud must name it
 	Cookie        string // the cookie subscribers' tokens may come in; default DefaultAuthCookie
@@ -53,7 +57,7 @@ type AuthConfig struct {
 
 // Enabled reports whether a key is set, so that tokens are required.
 func (a AuthConfig) Enabled() bool {
-	return len(a.Secret) > 0 || len(a.PublicKeyPEM) > 0 || a.PublicKeyFile != ""
+	return len(a.Secret) > 0 || len(a.PublicKeyPEM) > 0 || a.PublicKeyFile != "" || a.JWKSURL != ""
 }
 
 // Validate reports a key that can't be used (unreadable, unparsable, too
@@ -113,12 +117,15 @@ func (c *Claims) readsOrder(id string) bool {
 // (authentication off).
 type authenticator struct {
 	parser *jwt.Parser
-	key    any
+	key    any       // the one key, or
+	jwks   *jwksKeys // the identity provider's (set by authFromConfig)
 	cookie string
 	broken error // a misconfigured key: every protected request is refused
 	m      *metrics
 }
 
+// newAuthenticator checks a and builds what verifies its tokens, except a
+// JWKS's keys, which it does not fetch (Validate calls it too).
 func newAuthenticator(a AuthConfig) (*authenticator, error) {
 	if len(a.Secret) > 0 && (len(a.PublicKeyPEM) > 0 || a.PublicKeyFile != "") {
 		return nil, errors.New("auth: set a shared secret (HS256) or a public key (RS256/ES256), not both")
@@ -126,14 +133,25 @@ func newAuthenticator(a AuthConfig) (*authenticator, error) {
 	if len(a.PublicKeyPEM) > 0 && a.PublicKeyFile != "" {
 		return nil, errors.New("auth: set the public key or its file, not both")
 	}
-	var method string
+	if a.JWKSURL != "" && (len(a.Secret) > 0 || len(a.PublicKeyPEM) > 0 || a.PublicKeyFile != "") {
+		return nil, errors.New("auth: set a JWKS URL or a key of your own, not both")
+	}
+	methods := jwksMethods
 	var key any
 	switch {
+	case a.JWKSURL != "":
+		if err := checkJWKSURL(a.JWKSURL); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		// A provider's keys sign tokens for every application it serves.
+		if a.Issuer == "" {
+			return nil, errors.New("auth: a JWKS URL needs the issuer its tokens carry (AUTH_JWT_ISSUER)")
+		}
 	case len(a.Secret) > 0:
 		if len(a.Secret) < minSecretBytes {
 			return nil, fmt.Errorf("auth: the HS256 secret has %d bytes; use at least %d random bytes", len(a.Secret), minSecretBytes)
 		}
-		method, key = "HS256", a.Secret
+		methods, key = []string{"HS256"}, a.Secret
 	default:
 		pemBytes := a.PublicKeyPEM
 		if a.PublicKeyFile != "" {
@@ -143,14 +161,14 @@ func newAuthenticator(a AuthConfig) (*authenticator, error) {
 			}
 			pemBytes = b
 		}
-		var err error
-		method, key, err = parsePublicKey(pemBytes)
+		method, pub, err := parsePublicKey(pemBytes)
 		if err != nil {
 			return nil, fmt.Errorf("auth: %w", err)
 		}
+		methods, key = []string{method}, pub
 	}
 	opts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{method}), // never the token's own choice ("none", HS256 with a public key)
+		jwt.WithValidMethods(methods), // never the token's own choice ("none", HS256 with a public key)
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(clockLeeway),
@@ -211,6 +229,9 @@ func authFromConfig(logger *slog.Logger, a AuthConfig, m *metrics) *authenticato
 		return nil
 	}
 	au, err := newAuthenticator(a)
+	if err == nil && a.JWKSURL != "" {
+		au.jwks, err = newJWKS(logger, a.JWKSURL, defaultJWKSOptions)
+	}
 	if err != nil {
 		logger.Error("authentication is misconfigured: refusing every protected request", "err", err)
 		au = &authenticator{broken: err}
@@ -265,8 +286,9 @@ func (a *authenticator) tokenFrom(r *http.Request, orAlsoURLAndCookie bool) (str
 	return "", &authError{http.StatusUnauthorized, "", "a bearer token is required in the Authorization header", ""}
 }
 
-// verify checks the token's signature, algorithm and times.
-func (a *authenticator) verify(token string) (*Claims, *authError) {
+// verify checks the token's signature, algorithm and times; ctx bounds the
+// fetch of a JWKS a token's unknown key id may cause.
+func (a *authenticator) verify(ctx context.Context, token string) (*Claims, *authError) {
 	invalid := func(detail string) *authError {
 		return &authError{http.StatusUnauthorized, "invalid_token", detail, ""}
 	}
@@ -277,10 +299,16 @@ func (a *authenticator) verify(token string) (*Claims, *authError) {
 		return nil, invalid("the token is too long")
 	}
 	claims := &Claims{}
-	_, err := a.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return a.key, nil })
+	keyFor := func(*jwt.Token) (any, error) { return a.key, nil }
+	if a.jwks != nil {
+		keyFor = a.jwks.keyFor(ctx)
+	}
+	_, err := a.parser.ParseWithClaims(token, claims, keyFor)
 	switch {
 	case err == nil:
 		return claims, nil
+	case errors.Is(err, jwkset.ErrKeyNotFound):
+		return nil, invalid("the token's key (kid) is not one its issuer publishes")
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, invalid("the token has expired")
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
@@ -314,7 +342,7 @@ func (a *authenticator) guard(orAlsoURLAndCookie bool, allow func(*Claims, *http
 		token, aerr := a.tokenFrom(r, orAlsoURLAndCookie)
 		if aerr == nil {
 			var claims *Claims
-			claims, aerr = a.verify(token)
+			claims, aerr = a.verify(r.Context(), token)
 			if aerr == nil {
 				ok, scope := allow(claims, r)
 				if ok {
