@@ -33,6 +33,11 @@ const (
 	AllOrders = "*"
 	// DefaultAuthCookie is the cookie a subscriber token may come in.
 	DefaultAuthCookie = "orderstream_token"
+	// AuthHeader carries "Bearer <token>" where Authorization can't: behind
+	// CloudFront with origin access control, which puts its own SigV4
+	// signature in Authorization. Like Authorization, a page on another
+	// origin can't send it without CORS allowing it, so publishers may use it.
+	AuthHeader = "X-Orderstream-Authorization"
 	// minSecretBytes is HS256's key size: a shorter secret is guessable.
 	minSecretBytes = 32
 	// maxTokenBytes bounds what is parsed; real tokens are a few hundred bytes.
@@ -263,14 +268,21 @@ func (e *authError) write(w http.ResponseWriter, r *http.Request, m *metrics) {
 	writeProblem(w, r, e.status, e.detail)
 }
 
-// tokenFrom finds the request's token: the Authorization header, or, where
-// browsers' EventSource can't set headers (orAlsoURLAndCookie), the
-// access_token query parameter or the cookie.
+// tokenFrom finds the request's token: the Authorization header, then
+// AuthHeader, or, where browsers' EventSource can't set headers
+// (orAlsoURLAndCookie), the access_token query parameter or the cookie. An
+// Authorization that holds an AWS signature (SigV4: CloudFront's origin
+// access control signs every request to a function URL with AuthType
+// AWS_IAM, replacing the viewer's) is no token of ours and is passed over.
 func (a *authenticator) tokenFrom(r *http.Request, orAlsoURLAndCookie bool) (string, *authError) {
-	if h := r.Header.Get("Authorization"); h != "" {
+	for _, name := range []string{"Authorization", AuthHeader} {
+		h := r.Header.Get(name)
+		if h == "" || (name == "Authorization" && isAWSSignature(h)) {
+			continue
+		}
 		scheme, token, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			return "", &authError{http.StatusUnauthorized, "invalid_request", "the Authorization header must be: Bearer <token>", ""}
+			return "", &authError{http.StatusUnauthorized, "invalid_request", "the " + name + " header must be: Bearer <token>", ""}
 		}
 		return strings.TrimSpace(token), nil
 	}
@@ -281,9 +293,15 @@ func (a *authenticator) tokenFrom(r *http.Request, orAlsoURLAndCookie bool) (str
 		if c, err := r.Cookie(a.cookie); err == nil {
 			return c.Value, nil
 		}
-		return "", &authError{http.StatusUnauthorized, "", "a bearer token is required (Authorization header, access_token parameter or " + a.cookie + " cookie)", ""}
+		return "", &authError{http.StatusUnauthorized, "", "a bearer token is required (Authorization or " + AuthHeader + " header, access_token parameter or " + a.cookie + " cookie)", ""}
 	}
-	return "", &authError{http.StatusUnauthorized, "", "a bearer token is required in the Authorization header", ""}
+	return "", &authError{http.StatusUnauthorized, "", "a bearer token is required in the Authorization or " + AuthHeader + " header", ""}
+}
+
+// isAWSSignature reports whether an Authorization value is an AWS request
+// signature (AWS4-HMAC-SHA256 ..., or SigV4a's AWS4-ECDSA-P256-SHA256 ...).
+func isAWSSignature(h string) bool {
+	return len(h) > 5 && strings.EqualFold(h[:5], "AWS4-")
 }
 
 // verify checks the token's signature, algorithm and times; ctx bounds the

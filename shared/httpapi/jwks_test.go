@@ -222,8 +222,14 @@ func TestJWKSKeepsLastGoodKeys(t *testing.T) {
 			tt.serve()
 			before := p.fetches.Load()
 			waitFor(t, "a fetch in this state", func() bool {
+				if au.jwks.refreshing.Load() {
+					return false // one in flight: let it end
+				}
+				if p.fetches.Load() > before {
+					return true // one in this state ended
+				}
 				accepts(au, token) // starts a background fetch
-				return p.fetches.Load() > before && !au.jwks.refreshing.Load()
+				return false
 			})
 			if ok, why := accepts(au, token); !ok {
 				t.Errorf("the last good key no longer works: %s", why)

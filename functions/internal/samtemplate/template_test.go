@@ -570,7 +570,7 @@ func checkCORS(t *testing.T, where string, expose, allow any) {
 			t.Errorf("%s CORS does not expose %s: %v", where, h, expose)
 		}
 	}
-	for _, h := range []string{"authorization", "content-type", "last-event-id"} {
+	for _, h := range []string{"authorization", "content-type", "last-event-id", "idempotency-key", "x-orderstream-authorization", "x-amz-content-sha256"} {
 		if !slices.Contains(strs(allow), h) {
 			t.Errorf("%s CORS does not allow %s: %v", where, h, allow)
 		}
