@@ -93,21 +93,28 @@ func (f *function) invoke(t *testing.T, ev events.SQSEvent) []string {
 	return failures(events.SQSEventResponse{BatchItemFailures: *out.BatchItemFailures})
 }
 
-// tallies are the metrics lines the function wrote so far.
-func (f *function) tallies(t *testing.T) []emfLine {
+// tallies waits for the function to have written n metrics lines (its
+// stdout reaches the test through a pipe, after the answers) and returns them.
+func (f *function) tallies(t *testing.T, n int) []emfLine {
 	t.Helper()
-	var ls []emfLine
-	for _, line := range strings.Split(f.proc.Stdout(), "\n") {
-		if !strings.Contains(line, `"_aws"`) {
-			continue
+	deadline := time.Now().Add(wait)
+	for {
+		var ls []emfLine
+		for _, line := range strings.Split(f.proc.Stdout(), "\n") {
+			if !strings.Contains(line, `"_aws"`) {
+				continue
+			}
+			var l emfLine
+			if err := json.Unmarshal([]byte(line), &l); err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
+			ls = append(ls, l)
 		}
-		var l emfLine
-		if err := json.Unmarshal([]byte(line), &l); err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
+		if len(ls) >= n || time.Now().After(deadline) {
+			return ls
 		}
-		ls = append(ls, l)
+		time.Sleep(20 * time.Millisecond)
 	}
-	return ls
 }
 
 // TestBootstrapBatches: the built function, on its in-process broker, answers
@@ -148,7 +155,7 @@ func TestBootstrapBatches(t *testing.T) {
 		t.Errorf("FIFO redelivery: failures %v", got)
 	}
 
-	ls := f.tallies(t)
+	ls := f.tallies(t, 4)
 	if len(ls) != 4 {
 		t.Fatalf("%d metrics lines for 4 batches:\n%s", len(ls), f.proc.Stdout())
 	}

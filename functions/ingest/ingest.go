@@ -120,11 +120,12 @@ func handleMessage(ctx context.Context, logger *slog.Logger, b broker.Broker, ms
 	}
 }
 
-// isFIFO tells a FIFO queue's batch: its queue's name ends in .fifo, and its
-// messages carry a group id.
+// isFIFO tells a FIFO queue's batch by its queue's name, which ends in
+// .fifo. (A group id does not tell: standard queues take them too, for
+// fairness between groups, and keep no order.)
 func isFIFO(msgs []events.SQSMessage) bool {
 	for _, m := range msgs {
-		if strings.HasSuffix(m.EventSourceARN, ".fifo") || m.Attributes["MessageGroupId"] != "" {
+		if strings.HasSuffix(m.EventSourceARN, ".fifo") {
 			return true
 		}
 	}

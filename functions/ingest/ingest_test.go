@@ -174,10 +174,19 @@ func TestBrokerDownFailsTheBatch(t *testing.T) {
 			return
 		}
 		env.redis.Restart()
+		// The broker reconnects in its own time; a stream opened before
+		// would be answered 503.
+		deadline := time.Now().Add(wait)
+		for env.b.Ping(context.Background()) != nil {
+			if time.Now().After(deadline) {
+				t.Fatal("the broker did not reconnect")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		watch := env.watch(t, f)
 		var res2 events.SQSEventResponse
-		deadline := time.Now().Add(wait)
-		for { // the broker reconnects in its own time
+		deadline = time.Now().Add(wait)
+		for { // each connection of the pool reconnects in its own time
 			res2 = env.run(t, batch(redeliver(msgs[0]), redeliver(msgs[1]), redeliver(msgs[2]), q.send(body(f, "Delivered"), "")))
 			if len(res2.BatchItemFailures) == 0 || time.Now().After(deadline) {
 				break
