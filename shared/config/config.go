@@ -111,6 +111,8 @@ var table = []setting{
 		auth(func(a *httpapi.AuthConfig, v string) { a.PublicKeyPEM = []byte(v) })},
 	{"AUTH_JWT_PUBLIC_KEY_FILE", "auth-public-key-file", "", "PEM file of the RS256/ES256 public key that signs tokens; turns auth on",
 		auth(func(a *httpapi.AuthConfig, v string) { a.PublicKeyFile = v })},
+	{"AUTH_JWKS_URL", "auth-jwks-url", "", "an identity provider's JWKS URL (https) whose rotating keys sign tokens; turns auth on, needs AUTH_JWT_ISSUER",
+		auth(func(a *httpapi.AuthConfig, v string) { a.JWKSURL = v })},
 	{"AUTH_JWT_ISSUER", "auth-issuer", "", "the iss every token must carry (empty: not checked)",
 		auth(func(a *httpapi.AuthConfig, v string) { a.Issuer = v })},
 	{"AUTH_JWT_AUDIENCE", "auth-audience", "", "the aud every token must name (empty: not checked)",
