@@ -12,6 +12,7 @@ SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_TARGETS :=
 -include functions/lambda.mk
 -include loadtest/loadtest.mk
+-include deploy/deploy.mk
 
 .PHONY: run test test-fast test-go bench build fuzz fuzz-short fmt-check vet deps redis-server chromium nginx screenshot help nodejs
 
@@ -27,13 +28,16 @@ help:
 	@echo "make loadtest    the k6 suite against a local server (loadtest/loadtest.mk)"
 	@echo "make test-cluster-faults  Redis Cluster failover and resharding under load (about a minute)"
 	@echo "make smoke TARGET=https://...  one stream against a deployment: first byte, event delays, held back or not"
+	@echo "make image       the container image: dist/image (OCI layout) and dist/orderstream-image.tar; REGISTRY=... pushes it (deploy/README.md)"
 	@echo "make loadtest-rolling  15,000 streams through nginx over three instances restarted in turn and one killed"
 
 run:
 	$(GO) run ./local
 
+# Static (no libc: the image's base is empty) and without build paths; the
+# image (deploy/image) compiles the same way, and its test holds this rule to it.
 build:
-	$(GO) build -o $(BIN)/orderstream ./local
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/orderstream ./local
 
 test: deps fmt-check vet test-go fuzz-short $(TEST_TARGETS)
 

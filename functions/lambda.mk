@@ -1,11 +1,12 @@
 # AWS Lambda: the functions of template.yaml (functions/stream, deployed as
-# StreamFunction or VpcStreamFunction, and functions/api). Included by the
+# StreamFunction or VpcStreamFunction, functions/api, and functions/ingest
+# with Ingest=sqs or sqs-fifo). Included by the
 # root Makefile, so that `sam build` finds the build-<LogicalId> rules there
 # (CodeUri is the repository root; SAM runs `make build-StreamFunction
 # ARTIFACTS_DIR=...`).
 #
 #   sam build && sam deploy --guided   build with these rules, then deploy
-#   make package                       dist/{stream,api}-{arm64,amd64}.zip, bootstrap inside
+#   make package                       dist/{stream,api,ingest}-{arm64,amd64}.zip, bootstrap inside
 #   make lambda-lint                   cfn-lint template.yaml (part of make test)
 #   make lambda-build                  the deployed build, for arm64 (part of make test)
 #   make lambda-rie                    bin/aws-lambda-rie, the Runtime Interface Emulator
@@ -19,7 +20,7 @@ LAMBDA_GOFLAGS = -tags lambda.norpc -trimpath -ldflags "-s -w"
 # $(call lambda_build,GOARCH,OUTPUT,FUNCTION)
 lambda_build   = CGO_ENABLED=0 GOOS=linux GOARCH=$(1) $(GO) build $(LAMBDA_GOFLAGS) -o $(2) ./functions/$(3)
 
-LAMBDA_FUNCTIONS := stream api
+LAMBDA_FUNCTIONS := stream api ingest
 LAMBDA_ARCHES    := arm64 amd64
 LAMBDA_ZIPS      := $(foreach f,$(LAMBDA_FUNCTIONS),$(foreach a,$(LAMBDA_ARCHES),dist/$(f)-$(a).zip))
 
@@ -31,7 +32,7 @@ RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 
 TEST_TARGETS += lambda-lint lambda-build
 
-.PHONY: build-StreamFunction build-VpcStreamFunction build-ApiFunction package lambda-lint lambda-build lambda-rie lambda-force
+.PHONY: build-StreamFunction build-VpcStreamFunction build-ApiFunction build-IngestFunction package lambda-lint lambda-build lambda-rie lambda-force
 
 # SAM's makefile build method: one rule per function, output $(ARTIFACTS_DIR)/bootstrap.
 build-StreamFunction:
@@ -46,6 +47,10 @@ build-VpcStreamFunction:
 build-ApiFunction:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is unset: sam build sets it"; exit 1; }
 	$(call lambda_build,$(LAMBDA_ARCH),$(ARTIFACTS_DIR)/bootstrap,api)
+
+build-IngestFunction:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is unset: sam build sets it"; exit 1; }
+	$(call lambda_build,$(LAMBDA_ARCH),$(ARTIFACTS_DIR)/bootstrap,ingest)
 
 package: $(LAMBDA_ZIPS)
 

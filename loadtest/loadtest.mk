@@ -4,10 +4,11 @@
 #   make loadtest            the suite at laptop size against a local server
 #   TARGET=https://<function-url> make loadtest   the same against a deployment
 #   make loadtest-baseline   orderstream against the raw fan-out server
-#   make loadtest-figures    the load figures of docs/performance.md in one run, and their charts
+#   make loadtest-figures    issue 19's table and the load figures of docs/performance.md in one run:
+#                            orderstream and three raw forms in the contract's rounds (figures.md, charts)
 #   make loadtest-scale      100,000 streams over several instances sharing a redis-server
 #   make loadtest-rolling    15,000 streams through nginx over three instances, restarted in turn and one killed
-#   make loadtest-smoke      a few hundred streams (part of make test)
+#   make loadtest-smoke      a few hundred streams, and the figures harness at 300 (part of make test)
 #   make smoke TARGET=https://<StreamUrl>/   one stream against a deployment: first byte,
 #                            each event's delay, and whether events are held back (cmd/smoke;
 #                            its tests run it against the local server in make test)

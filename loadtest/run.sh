@@ -5,14 +5,15 @@
 #   run.sh smoke      a few hundred streams, tens of seconds (make test)
 #   run.sh laptop     the suite at a size one machine takes (make loadtest)
 #   run.sh baseline   orderstream against the raw fan-out server (make loadtest-baseline)
-#   run.sh figures    the load figures of docs/performance.md in one run, and the charts (make loadtest-figures)
+#   run.sh figures    the load figures of docs/performance.md in one run: orderstream and the three
+#                     raw forms in the contract's rounds, a table and the charts (make loadtest-figures)
 #   run.sh scale      N (100,000) streams over several instances sharing a redis-server (make loadtest-scale)
 #   run.sh rolling    S (15,000) streams through nginx over three instances, restarted in turn and one killed (make loadtest-rolling)
 #
 # Sizes come from the environment (N, S, K, INTERVAL, RAMP, HOLD, ...; see
 # each script's header); RUNS="connections latency" picks runs of the laptop
-# profile (connections latency latency-burst resume) or of the figures one
-# (hold latency fanout rate); the scale run takes INSTANCES, N, RAMP, HOLD
+# profile (connections latency latency-burst resume); the figures run takes
+# SERVERS, HOLD_N, ROUNDS_RUNS and EXTRA_RUNS (see figures_run); the scale run takes INSTANCES, N, RAMP, HOLD
 # and K6_GOGC; TARGET=https://... runs
 # against a deployment instead of a local server; RESULTS_NAME names the
 # results folder.
@@ -26,8 +27,8 @@ K6=$here/bin/k6
 command -v jq >/dev/null || { echo "loadtest: jq is missing (make jq, or apt-get install jq)" >&2; exit 2; }
 SERVER=$here/bin/orderstream
 BASELINE=$here/bin/baseline
-# The raw server's shape (baseline serve -shape): loop or goroutine; run the
-# baseline or figures profile once with each to compare against the better.
+# The raw server's shape in the baseline profile (baseline serve -shape):
+# loop, goroutine or writev. The figures profile runs all three.
 RAW_SHAPE=${RAW_SHAPE:-loop}
 TARGET=${TARGET:-}
 if [ -n "$TARGET" ]; then
@@ -362,6 +363,118 @@ connections_with_memory() {
 			label, idle/1024, peak/1024, n, (peak-idle)/n }' | tee -a "$RESULTS/memory.txt"
 }
 
+# pinning: where the servers and the load generator run. With 4 cores or
+# more, the servers get the first half of the cores this script may use and
+# the load generator the rest (taskset), so that they never take each other's
+# cores; with fewer they share them, and the results say so (pinning.txt).
+# SERVER_CPUS and CLIENT_CPUS (taskset lists) choose by hand; PIN=0 turns it off.
+pinning() {
+	local cpus=() r lo hi i half
+	for r in $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status | tr ',' ' '); do
+		lo=${r%-*} hi=${r#*-}
+		for ((i = lo; i <= hi; i++)); do cpus+=("$i"); done
+	done
+	SERVER_PIN=() CLIENT_PIN=()
+	if [ "${PIN:-1}" = 0 ]; then
+		PINNING="not pinned (PIN=0): the servers and the load generator share the ${#cpus[@]} cores"
+	elif [ -n "${SERVER_CPUS:-}" ] && [ -n "${CLIENT_CPUS:-}" ]; then
+		PINNING="servers on cores $SERVER_CPUS, the load generator on cores $CLIENT_CPUS (taskset, by hand)"
+	elif [ "${#cpus[@]}" -ge 4 ]; then
+		half=$((${#cpus[@]} / 2))
+		SERVER_CPUS=$(IFS=,; echo "${cpus[*]:0:half}")
+		CLIENT_CPUS=$(IFS=,; echo "${cpus[*]:half}")
+		PINNING="servers on cores $SERVER_CPUS, the load generator on cores $CLIENT_CPUS (taskset; ${#cpus[@]} cores)"
+	else
+		PINNING="not pinned: ${#cpus[@]} cores, so the load generator shares the servers' cores (reading an event costs it about what writing it costs a server)"
+	fi
+	if [[ $PINNING == servers* ]]; then
+		command -v taskset >/dev/null || { echo "loadtest: taskset is missing (util-linux); PIN=0 runs unpinned" >&2; exit 2; }
+		SERVER_PIN=(taskset -c "$SERVER_CPUS") CLIENT_PIN=(taskset -c "$CLIENT_CPUS")
+	fi
+	echo "$PINNING" | tee "$RESULTS/pinning.txt"
+}
+
+# serve_fresh NAME LABEL: a fresh server for one run (so that no run's
+# memory carries into the next): orderstream, or raw-loop, raw-goroutine,
+# raw-writev (baseline serve -shape); sets BASE and PID. orderstream as
+# `make run` starts it, but for SHUTDOWN_DRAIN=0s: stopped with no stream
+# open, it would still wait out the drain.
+serve_fresh() {
+	case $1 in
+	orderstream) start "$2.$1" env ADDR=127.0.0.1:0 HEARTBEAT_INTERVAL="$HEARTBEAT_INTERVAL" SHUTDOWN_DRAIN=0s "${SERVER_PIN[@]}" "$SERVER" ;;
+	raw-*) start "$2.$1" "${SERVER_PIN[@]}" "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL" -shape "${1#raw-}" ;;
+	*) echo "loadtest: SERVERS takes orderstream, raw-goroutine, raw-writev and raw-loop, not $1" >&2; exit 2 ;;
+	esac
+}
+
+# stop_server PID: SIGTERM, and SIGKILL if it has not exited within 30 s.
+stop_server() {
+	local i p rest=()
+	kill -TERM "$1" 2>/dev/null || true
+	for i in $(seq 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+	for p in "${pids[@]}"; do [ "$p" = "$1" ] || rest+=("$p"); done
+	pids=("${rest[@]}")
+}
+
+# figures_run: every server of SERVERS measured by the same client
+# (baseline bench), one run after another with the same sizes, each run
+# against a fresh server process:
+#   hold         HOLD_N idle streams held HOLD_FOR, RSS read in HOLD_STEPS steps
+#   ROUNDS_RUNS  and EXTRA_RUNS: the contract's rounds, each KxM@INTERVAL*R:
+#                K fresh orders with M streams each, every order's six
+#                statuses at once (0s) or one per INTERVAL, R rounds
+# Each writes RUN.SERVER.json (and .txt); then baseline table writes
+# figures.md and figures.json, and the charts are drawn.
+figures_run() {
+	local spec k m rest iv rounds n label name args
+	pinning
+	rm -f "$RESULTS"/hold.*.json "$RESULTS"/rounds-*.json "$RESULTS"/figures.{md,json}
+	{
+		echo "service: $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$here/.." diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+		echo "cores: $(nproc) ($(nproc --all) on the machine); $PINNING"
+		echo "started $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	} | tee "$RESULTS/build.txt"
+	# one_run LABEL NAME BENCH-ARGS...: a fresh server NAME, the client
+	# against it, the server stopped.
+	one_run() {
+		local label=$1 name=$2 target t0=$SECONDS
+		shift 2
+		serve_fresh "$name" "$label"
+		if [ "$name" = orderstream ]; then target=(-service "$BASE" -service-pid "$PID"); else target=(-raw "$BASE" -raw-name "$name" -raw-pid "$PID"); fi
+		echo
+		echo "=== $label.$name: baseline bench $*"
+		box "$label.$name"
+		if command -v taskset >/dev/null; then
+			echo "  $name (pid $PID) on cores $(taskset -pc "$PID" | sed 's/.*: //'), the load generator on cores ${CLIENT_CPUS:-$(taskset -pc $$ | sed 's/.*: //')}" |
+				tee -a "$RESULTS/box.txt"
+		fi
+		"${CLIENT_PIN[@]}" "$BASELINE" bench "${target[@]}" -json "$RESULTS/$label.$name.json" "$@" 2>&1 |
+			tee "$RESULTS/$label.$name.txt" || failed+=("$label.$name (exit ${PIPESTATUS[0]})")
+		ran+=("$label.$name")
+		stop_server "$PID"
+		echo "  $label.$name took $((SECONDS - t0)) s, the server's start and stop included" | tee -a "$RESULTS/box.txt"
+	}
+	if [ "$HOLD_N" -gt 0 ]; then
+		for name in $SERVERS; do one_run hold "$name" -hold "$HOLD_FOR" -n "$HOLD_N" -k 100 -steps "$HOLD_STEPS"; done
+	fi
+	for spec in $ROUNDS_RUNS $EXTRA_RUNS; do
+		if [[ ! $spec =~ ^([0-9]+)x([0-9]+)@([0-9a-z.]+)\*([0-9]+)$ ]]; then
+			echo "loadtest: $spec is not KxM@INTERVAL*ROUNDS (1x1000@0s*20)" >&2
+			exit 2
+		fi
+		k=${BASH_REMATCH[1]} m=${BASH_REMATCH[2]} iv=${BASH_REMATCH[3]} rounds=${BASH_REMATCH[4]}
+		n=$((k * m))
+		cap n
+		label=rounds-${k}x$((n / k))-$iv
+		for name in $SERVERS; do one_run "$label" "$name" -n "$n" -k "$k" -interval "$iv" -rounds "$rounds"; done
+	done
+	echo
+	"$BASELINE" table -in "$RESULTS" ${FIGURES_NOTE:+-note "$FIGURES_NOTE"} || failed+=("table")
+	ran+=("table")
+}
+
 : >"$RESULTS/memory.txt"
 : >"$RESULTS/box.txt"
 case $profile in
@@ -388,6 +501,11 @@ smoke)
 		[ $fault = duplicate ] && metric=sse_duplicates
 		BASE=$BASE must_fail "smoke-fault-$fault" "$metric" latency -e S=40 -e K=4 -e PER_VU=20 -e RAMP=1s -e INTERVAL=0s -e SPREAD=0s
 	done
+	# The figures harness at a few hundred streams, against the service and
+	# one raw form: the hold, rounds at full speed and at a rate, the table.
+	HEARTBEAT_INTERVAL=1s SERVERS="orderstream raw-writev" HOLD_N=200 HOLD_FOR=1s HOLD_STEPS=2 \
+		ROUNDS_RUNS="1x300@0s*3 3x100@0s*2 1x300@100ms*2" EXTRA_RUNS="" \
+		FIGURES_NOTE="smoke sizes: checks the harness, not figures to quote" figures_run
 	;;
 laptop)
 	HEARTBEAT_INTERVAL=${HEARTBEAT_INTERVAL:-5s}
@@ -451,45 +569,24 @@ baseline)
 	BASE=$SVC k6run k6-orderstream latency -e S="$N" -e K="$K" -e RAMP=10s -e INTERVAL=0s -e SPREAD=0s -e P99_MS=5000
 	;;
 figures)
-	# The load figures of docs/performance.md, side by side in one run, on this box:
-	# orderstream and the raw fan-out server measured by the same lean
-	# client (baseline bench), in alternating rounds; then the charts.
+	# The load figures of docs/performance.md and issue 19's table, in one
+	# run on this box: orderstream and the three raw forms, one after another
+	# with the same sizes, measured by the same lean client (baseline bench)
+	# in the contract's rounds; then the table and the charts.
 	[ -z "$TARGET" ] || { echo "loadtest: the figures run on this machine only" >&2; exit 2; }
 	HEARTBEAT_INTERVAL=${HEARTBEAT_INTERVAL:-5s}
-	: "${HOLD_N:=$fd_cap}" "${N:=10000}" "${K:=100}" "${ROUNDS:=3}"
-	: "${SUBSCRIBERS:=1000 2000 5000 10000}" "${RATE_INTERVALS:=1s 500ms 250ms 100ms 50ms}"
-	: "${ONE_ORDER:=1000 10000}"
+	: "${SERVERS:=orderstream raw-goroutine raw-writev raw-loop}"
+	: "${HOLD_N:=19500}" "${HOLD_FOR:=10s}" "${HOLD_STEPS:=6}"
+	# The table's rows: one order x 1,000 at full speed, 200 rounds (also the
+	# churn row: the servers' RSS after them), one order x 10,000 and
+	# 100 orders x 100 at full speed, 1,000 subscribers at 10 publishes/s,
+	# 10,000 at 1/s.
+	: "${ROUNDS_RUNS=1x1000@0s*200 1x10000@0s*10 100x100@0s*10 1x1000@100ms*20 1x10000@1s*5}"
+	# docs/performance.md's other rows: latency at a status a second against
+	# subscribers, and one 10,000-subscriber order's deliveries against rate.
+	: "${EXTRA_RUNS=1x1000@1s*3 1x2000@1s*3 1x5000@1s*3 1x10000@500ms*3 1x10000@250ms*3 1x10000@100ms*3 1x10000@50ms*3}"
 	cap HOLD_N
-	cap N
-	serve_local
-	start raw "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL" -shape "$RAW_SHAPE"
-	RAW=$BASE RAW_PID=$PID
-	echo "$RAW_SHAPE" >"$RESULTS/raw-shape.txt" # the charts name the raw server by it
-	SVC=$(<"$RESULTS/orderstream.addr")
-	SVC=http://$SVC
-	both=(-raw "$RAW" -raw-pid "$RAW_PID" -service "$SVC" -service-pid "$SERVER_PID")
-	bench() { # bench LABEL ARGS...: one baseline bench run, kept as LABEL.txt and LABEL.json
-		local label=$1
-		shift
-		echo
-		echo "=== $label: baseline bench $*"
-		box "$label"
-		"$BASELINE" bench "${both[@]}" -json "$RESULTS/$label.json" "$@" 2>&1 | tee "$RESULTS/$label.txt" ||
-			failed+=("$label (exit $?)")
-		ran+=("$label")
-	}
-	want hold && bench hold -hold 10s -n "$HOLD_N" -k 100 -steps 6
-	if want latency; then
-		for s in $SUBSCRIBERS; do bench "latency-$s" -n "$s" -k 1 -interval 1s -rounds 2; done
-	fi
-	if want fanout; then
-		bench fanout -n "$N" -k "$K" -interval 0s -rounds "$ROUNDS"
-		# One order's subscribers at full speed: every status at once.
-		for s in $ONE_ORDER; do bench "fanout-one-$s" -n "$s" -k 1 -interval 0s -rounds "$ROUNDS"; done
-	fi
-	if want rate; then
-		for iv in $RATE_INTERVALS; do bench "rate-$iv" -n "$N" -k 1 -interval "$iv" -rounds 1; done
-	fi
+	figures_run
 	"$here/bin/charts" -in "$RESULTS" || failed+=("charts")
 	;;
 scale)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"net/url"
 	"os"
@@ -39,10 +41,19 @@ func findChromium(t *testing.T) string {
 
 // recordEvents runs before the page's own script: it wraps EventSource so
 // that the test sees every event and every (re)connection the browser made,
-// including any the page itself would have filtered out as duplicates.
+// including any the page itself would have filtered out as duplicates, and
+// fetch, so that it sees what each write sent.
 const recordEvents = `
 window.__received = [];
 window.__opens = 0;
+window.__writes = [];
+const nativeFetch = window.fetch;
+window.fetch = (url, init = {}) => {
+  if (init.method === "POST") {
+    window.__writes.push({ body: init.body || "", sha: new Headers(init.headers).get("x-amz-content-sha256") });
+  }
+  return nativeFetch(url, init);
+};
 const NativeEventSource = window.EventSource;
 window.EventSource = class extends NativeEventSource {
   constructor(url, init) {
@@ -153,6 +164,17 @@ func TestPageInBrowser(t *testing.T) {
 	}
 	if opens < 2 {
 		t.Errorf("EventSource opened %d times; the restart should have made it reconnect", opens)
+	}
+	// Every write carries its body's SHA-256 (a function URL behind
+	// CloudFront takes a POST only with it).
+	writes := eval[[]map[string]string](t, browser, `window.__writes`)
+	if len(writes) == 0 {
+		t.Error("the page's simulate request was not seen")
+	}
+	for _, w := range writes {
+		if sum := sha256.Sum256([]byte(w["body"])); w["sha"] != hex.EncodeToString(sum[:]) {
+			t.Errorf("a write with body %q sent x-amz-content-sha256 %q, want %x", w["body"], w["sha"], sum)
+		}
 	}
 	if notes := eval[int](t, browser, `document.querySelectorAll("#timeline li.note").length`); notes == 0 {
 		t.Error("the page did not say that the connection was lost")

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,4 +114,58 @@ func TestAuthThroughRun(t *testing.T) {
 	if res := get(t, s.URL+"/orders/"+id+"/stream?access_token="+sign(jwt.MapClaims{"orders": []string{newID()}})); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("stream with another order's token: %d", res.StatusCode)
 	}
+}
+
+// TestEMFThroughRun: with METRICS_EMF_SERVICE the server writes its open
+// streams as embedded metric format lines among its log lines: the count
+// while streams are open, and 0 in the last line, after they ended.
+func TestEMFThroughRun(t *testing.T) {
+	t.Cleanup(func() { emfInterval = time.Minute })
+	env := map[string]string{"METRICS": "true", "METRICS_EMF_SERVICE": "shop-prod"}
+	// The first line comes at start, not an interval later.
+	emfInterval = time.Hour
+	first := startServer(t, env)
+	waitFor(t, "an EMF line at start", func() bool { return slices.Equal(emfValues(t, first), []string{"0"}) })
+	if first.log.count("embedded metric format line not written") > 0 {
+		t.Fatal("a line could not be written")
+	}
+	first.stop()
+
+	emfInterval = 50 * time.Millisecond
+	s := startServer(t, env)
+	id := newID()
+	publish(t, s.URL, id, "Created")
+	a, b := openStream(t, s.URL+"/orders/"+id+"/stream", nil), openStream(t, s.URL+"/orders/"+id+"/stream", nil)
+	a.next(t)
+	b.next(t)
+	waitFor(t, "a line counting both streams", func() bool { return slices.Contains(emfValues(t, s), "2") })
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The log reader may be a line behind run's return.
+	waitFor(t, "a last line with 0 streams open, after shutdown", func() bool { v := emfValues(t, s); return v[len(v)-1] == "0" })
+}
+
+// emfValues are the StreamsOpen values of the EMF lines among s's log lines.
+func emfValues(t *testing.T, s *server) []string {
+	var v []string
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	for _, line := range s.log.lines {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var m struct {
+			Service     string
+			StreamsOpen *float64
+			AWS         struct{ CloudWatchMetrics []struct{ Namespace string } } `json:"_aws"`
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil || m.StreamsOpen == nil || m.Service != "shop-prod" ||
+			len(m.AWS.CloudWatchMetrics) != 1 || m.AWS.CloudWatchMetrics[0].Namespace != "orderstream" {
+			t.Errorf("not the EMF line expected: %s (%v)", line, err)
+			continue
+		}
+		v = append(v, strconv.FormatFloat(*m.StreamsOpen, 'f', -1, 64))
+	}
+	return v
 }

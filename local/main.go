@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/orderstream/orderstream/shared/config"
+	"github.com/orderstream/orderstream/shared/emf"
 	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/service"
 	"github.com/orderstream/orderstream/shared/socketstreams"
@@ -81,6 +82,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(streams.End)
+	if cfg.MetricsEMFService != "" {
+		// On ECS the awslogs driver carries these lines to CloudWatch, where
+		// they become the metric the service scales on (deploy/ecs). After
+		// NewServer, which registers the gauge on svc's registry; the last
+		// line comes on return, once the streams have ended.
+		defer emf.ServiceReporter(stdout, httpCfg.Metrics, cfg.MetricsEMFService, emfInterval, logger).Start()()
+	}
 
 	// Every connection accepted has the dead-peer timeout from the start.
 	ln, err := socketstreams.Listen(ctx, cfg.Server.Addr, cfg.Server.PeerTimeout)
@@ -129,6 +137,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	logger.Info("stopped")
 	return nil
 }
+
+// emfInterval is how often METRICS_EMF_SERVICE's line is written:
+// CloudWatch's standard resolution. Tests shorten it.
+var emfInterval = time.Minute
 
 // streamsInHandlers keeps streams in their handlers, as off Linux: tests
 // set it to run the server both ways.

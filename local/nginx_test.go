@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,6 +40,12 @@ import (
 type nginxProxy struct {
 	URL    string // https://127.0.0.1:port
 	CAPool *x509.CertPool
+
+	dir             string
+	site, locations string // with upstreamsMarker and generationMarker
+	master          *os.Process
+	mu              sync.Mutex
+	generation      int
 }
 
 // freeAddr returns a loopback address nobody listens on (for a server that
@@ -107,7 +115,33 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 // skips, when nginx is missing: `make deps` installs it.
 func startNginx(t *testing.T, upstreams []string, streamReadTimeout string) *nginxProxy {
 	t.Helper()
+	return startNginxWith(t, nginxOptions{upstreams: upstreams, streamReadTimeout: streamReadTimeout})
+}
+
+// nginxOptions are what a test changes in deploy/nginx's files.
+type nginxOptions struct {
+	upstreams         []string
+	streamReadTimeout string
+	// workerShutdownTimeout, when set, is how long the workers a reload
+	// retires keep their connections before nginx closes them: what a load
+	// balancer's deregistration delay does to a deregistered target's.
+	workerShutdownTimeout time.Duration
+}
+
+// upstreamLines are the upstream block's server lines for addrs, as
+// deploy/nginx writes them.
+func upstreamLines(addrs []string) string {
+	var b strings.Builder
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "    server %s max_fails=0;\n", a)
+	}
+	return b.String()
+}
+
+func startNginxWith(t *testing.T, o nginxOptions) *nginxProxy {
+	t.Helper()
 	skipShort(t, "a real nginx")
+	upstreams, streamReadTimeout := o.upstreams, o.streamReadTimeout
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
@@ -124,8 +158,13 @@ func startNginx(t *testing.T, upstreams []string, streamReadTimeout string) *ngi
 		t.Fatal(err)
 	}
 	conf := string(site)
-	for i, u := range upstreams {
-		conf = replaceExactly(t, conf, fmt.Sprintf("server 127.0.0.1:%d ", 8081+i), "server "+u+" ", 1)
+	// The upstream block's servers become a marker that reload fills in.
+	for i := range 3 {
+		marker := ""
+		if i == 0 {
+			marker = upstreamsMarker
+		}
+		conf = replaceExactly(t, conf, fmt.Sprintf("    server 127.0.0.1:%d max_fails=0;\n", 8081+i), marker, 1)
 	}
 	conf = replaceExactly(t, conf, "listen 443 ssl http2;", "listen "+tlsAddr+" ssl http2;", 1)
 	conf = replaceExactly(t, conf, "listen 80;", "listen "+plainAddr+";", 1)
@@ -137,10 +176,15 @@ func startNginx(t *testing.T, upstreams []string, streamReadTimeout string) *ngi
 		t.Fatal(err)
 	}
 	loc := replaceExactly(t, string(locations), "proxy_read_timeout 60s;", "proxy_read_timeout "+streamReadTimeout+";", 1)
+	// Tells which configuration the workers that take new connections run.
+	loc += "\nlocation = /__generation { return 200 \"" + generationMarker + "\"; }\n"
 
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "user root;" // the workers must read the test's private directory
+	}
+	if o.workerShutdownTimeout > 0 {
+		user += fmt.Sprintf("\nworker_shutdown_timeout %dms;", o.workerShutdownTimeout.Milliseconds())
 	}
 	main := fmt.Sprintf(`daemon off;
 %s
@@ -158,10 +202,12 @@ http {
     include %[2]s/site.conf;
 }
 `, user, dir)
-	for name, body := range map[string]string{"site.conf": conf, "locations.conf": loc, "nginx.conf": main} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	p := &nginxProxy{CAPool: pool, dir: dir, site: conf, locations: loc}
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.writeConf(upstreams); err != nil {
+		t.Fatal(err)
 	}
 	args := []string{"-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", filepath.Join(dir, "nginx.conf")}
 	if out, err := exec.Command(bin, append(args, "-t")...).CombinedOutput(); err != nil {
@@ -173,6 +219,7 @@ http {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start nginx: %v", err)
 	}
+	p.master = cmd.Process
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
@@ -204,7 +251,59 @@ http {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return &nginxProxy{URL: "https://" + tlsAddr, CAPool: pool}
+	p.URL = "https://" + tlsAddr
+	return p
+}
+
+const (
+	upstreamsMarker  = "#UPSTREAMS#\n"
+	generationMarker = "#GENERATION#"
+)
+
+// writeConf writes the site and its locations for the next generation.
+func (p *nginxProxy) writeConf(upstreams []string) error {
+	p.generation++
+	site := strings.Replace(p.site, upstreamsMarker, upstreamLines(upstreams), 1)
+	loc := strings.Replace(p.locations, generationMarker, strconv.Itoa(p.generation), 1)
+	if err := os.WriteFile(filepath.Join(p.dir, "site.conf"), []byte(site), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(p.dir, "locations.conf"), []byte(loc), 0o600)
+}
+
+// reload points nginx at upstreams, as a deployment's tooling does when it
+// adds or removes an instance: a new configuration and SIGHUP. nginx starts
+// new workers for new connections; the old ones finish what they hold
+// (streams included) and exit, or close it after workerShutdownTimeout.
+// reload returns once new connections reach the new workers.
+func (p *nginxProxy) reload(t *testing.T, upstreams []string) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.writeConf(upstreams); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.master.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	want := strconv.Itoa(p.generation)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: p.CAPool}, DisableKeepAlives: true,
+	}}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if res, err := client.Get(p.URL + "/__generation"); err == nil {
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if string(b) == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx did not take configuration %s within 20s", want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // clients returns an HTTP/2 client and an HTTP/1.1 one that trust p.

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,13 +27,21 @@ import (
 )
 
 // bench is the lean client: raw TCP, one goroutine per stream reading with
-// the service's sse.Decoder, no k6. It runs the same fan-out against the raw
-// server and against orderstream, in alternating rounds, so that the client
-// and the box are the same for both and only the server differs.
+// the service's sse.Decoder, no k6. It runs the contract's rounds against
+// the raw server and orderstream (alternating when given both), so that the
+// client and the box are the same for each and only the server differs.
+//
+// A round: fresh orders; n streams opened to them (i % k) and the time until
+// every one was accepted and had its first bytes (the response head), which
+// is reported and kept out of deliveries/s; then every order's six statuses
+// published through simulate (at once, or one per interval); each stream
+// reads them to the terminal event and then to the server's end of the
+// stream. The next round opens fresh streams to fresh orders.
 func bench(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	service := fs.String("service", "", "orderstream base URL (http://127.0.0.1:PORT)")
 	raw := fs.String("raw", "", "raw server base URL (baseline serve)")
+	rawName := fs.String("raw-name", "raw", "the raw server's name in the output (raw-loop, raw-goroutine, raw-writev)")
 	n := fs.Int("n", 1000, "concurrent streams")
 	k := fs.Int("k", 10, "orders; stream i watches order i % k")
 	interval := fs.String("interval", "0s", "simulate interval: 0s publishes every status at once")
@@ -41,13 +50,19 @@ func bench(args []string) error {
 	hold := fs.Duration("hold", 0, "instead: hold n idle streams this long (for the servers' memory per stream)")
 	steps := fs.Int("steps", 5, "with -hold: open the streams in this many steps, reading the servers' RSS after each")
 	out := fs.String("json", "", "write the results here as JSON")
-	rawPID := fs.Int("raw-pid", 0, "the raw server's pid: report its CPU time per delivery")
-	servicePID := fs.Int("service-pid", 0, "orderstream's pid: report its CPU time per delivery")
+	rawPID := fs.Int("raw-pid", 0, "the raw server's pid: report its CPU time per delivery and its RSS after each round")
+	servicePID := fs.Int("service-pid", 0, "orderstream's pid: report its CPU time per delivery and its RSS after each round")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *n < 1 || *k < 1 || *k > *n || *rounds < 1 || *sources < 1 || *sources > 250 {
 		return errors.New("want n >= k >= 1, rounds >= 1, 1 <= sources <= 250")
+	}
+	if d, err := time.ParseDuration(*interval); err != nil || d < 0 {
+		return fmt.Errorf("-interval %q: want a duration >= 0", *interval)
+	}
+	if *rawName == "" || *rawName == "orderstream" {
+		return fmt.Errorf("-raw-name %q: want a name other than orderstream", *rawName)
 	}
 	var srcs []net.IP
 	for i := 1; i <= *sources; i++ {
@@ -59,7 +74,7 @@ func bench(args []string) error {
 	}
 	var targets []target
 	if *raw != "" {
-		targets = append(targets, target{"raw", *raw, *rawPID})
+		targets = append(targets, target{*rawName, *raw, *rawPID})
 	}
 	if *service != "" {
 		targets = append(targets, target{"orderstream", *service, *servicePID})
@@ -78,14 +93,16 @@ func bench(args []string) error {
 			Memory     []memPoint `json:"memory"`
 			// KiBPerStream is the slope from no streams to all of them.
 			KiBPerStream float64 `json:"kibPerStream"`
+			Box          box     `json:"box"`
 		}
 		var all []holdResult
 		for _, t := range targets {
+			before := loadAverage()
 			held, hb, mem, err := holdStreams(ctx, t.base, t.pid, *n, *k, *steps, *hold, srcs)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
-			hr := holdResult{Name: t.name, Streams: *n, Held: held, Heartbeats: hb, Memory: mem}
+			hr := holdResult{Name: t.name, Streams: *n, Held: held, Heartbeats: hb, Memory: mem, Box: newBox(before)}
 			line := fmt.Sprintf("%-12s held %d of %d streams for %v, %d heartbeats", t.name, held, *n, *hold, hb)
 			if last := mem[len(mem)-1]; len(mem) > 1 && last.Streams > 0 {
 				hr.KiBPerStream = float64(last.RSSKiB-mem[0].RSSKiB) / float64(last.Streams)
@@ -106,31 +123,33 @@ func bench(args []string) error {
 	}
 
 	results := map[string]*summary{}
-	for r := 0; r < *rounds; r++ {
+	for _, t := range targets {
+		results[t.name] = &summary{Name: t.name, N: *n, K: *k, Interval: *interval, RSSStartKiB: rssKiB(t.pid), pid: t.pid,
+			Box: box{LoadBefore: loadAverage()}}
+	}
+	var failed error
+	for r := 0; r < *rounds && failed == nil; r++ {
 		for _, t := range targets {
 			rr, err := runRound(ctx, t.base, t.pid, *n, *k, *interval, srcs)
-			if err != nil {
-				return fmt.Errorf("%s round %d: %w", t.name, r+1, err)
-			}
 			s := results[t.name]
-			if s == nil {
-				s = &summary{Name: t.name, N: *n, K: *k, Interval: *interval}
-				results[t.name] = s
-			}
 			s.add(rr)
 			fmt.Printf("%-12s round %d: %s\n", t.name, r+1, rr)
+			if err != nil {
+				failed = fmt.Errorf("%s round %d: %w", t.name, r+1, err)
+				break
+			}
 		}
 	}
 	fmt.Println()
 	for _, t := range targets {
 		fmt.Println(results[t.name].finish())
 	}
-	if s, b := results["orderstream"], results["raw"]; s != nil && b != nil {
-		fmt.Printf("\norderstream / raw: deliveries/s %.2f, p50 %.2fx, p95 %.2fx, p99 %.2fx\n",
-			s.PerSecond/b.PerSecond, s.P50/b.P50, s.P95/b.P95, s.P99/b.P99)
+	if s, b := results["orderstream"], results[*rawName]; s != nil && b != nil && b.PerSecond > 0 && b.P50 > 0 {
+		fmt.Printf("\norderstream / %s: deliveries/s %.2f, p50 %.2fx, p95 %.2fx, p99 %.2fx, connect p50 %.2fx\n",
+			*rawName, s.PerSecond/b.PerSecond, s.P50/b.P50, s.P95/b.P95, s.P99/b.P99, s.ConnectP50/b.ConnectP50)
 		if s.CPUPerDelivery > 0 && b.CPUPerDelivery > 0 {
-			fmt.Printf("server CPU per delivery: orderstream %.2fµs, raw %.2fµs: raw / orderstream = %.2f\n",
-				s.CPUPerDelivery, b.CPUPerDelivery, b.CPUPerDelivery/s.CPUPerDelivery)
+			fmt.Printf("server CPU per delivery: orderstream %.2fµs, %s %.2fµs: %s / orderstream = %.2f\n",
+				s.CPUPerDelivery, *rawName, b.CPUPerDelivery, *rawName, b.CPUPerDelivery/s.CPUPerDelivery)
 		}
 	}
 	if *out != "" {
@@ -139,10 +158,13 @@ func bench(args []string) error {
 			return err
 		}
 	}
+	if failed != nil {
+		return failed
+	}
 	for _, s := range results {
-		if s.Gaps+s.Duplicates+s.Errors > 0 || s.Delivered != s.Expected {
-			return fmt.Errorf("%s: %d of %d delivered, %d gaps, %d duplicates, %d errors",
-				s.Name, s.Delivered, s.Expected, s.Gaps, s.Duplicates, s.Errors)
+		if s.Gaps+s.Duplicates+s.Errors > 0 || s.Delivered != s.Expected || s.Ended != s.N*s.Rounds {
+			return fmt.Errorf("%s: %d of %d delivered, %d of %d streams ended by the server, %d gaps, %d duplicates, %d errors",
+				s.Name, s.Delivered, s.Expected, s.Ended, s.N*s.Rounds, s.Gaps, s.Duplicates, s.Errors)
 		}
 	}
 	return nil
@@ -155,19 +177,85 @@ type round struct {
 	first, last             time.Time
 	expected, delivered     int
 	gaps, duplicates, errs  int64
+	ended                   int // streams the server ended after their terminal event
 	connectTime, fanOutTime time.Duration
 	// The server's CPU time (user+system) while the streams connected,
-	// and from then until every stream had its last event.
+	// and from then until every stream had ended.
 	connectCPU, fanOutCPU time.Duration
+	rssKiB                int64 // the server's RSS once the round was over
 }
 
 func (r round) window() time.Duration { return r.last.Sub(r.first) }
 
+func (r round) perSecond() float64 {
+	if r.window() <= 0 {
+		return 0
+	}
+	return float64(r.delivered) / r.window().Seconds()
+}
+
 func (r round) String() string {
 	p := percentiles(r.lat)
-	return fmt.Sprintf("%d/%d delivered in %v (%.0f/s), latency p50 %.2fms p99 %.2fms, connect %v (server CPU %v), fan-out server CPU %v, errors %d",
-		r.delivered, r.expected, r.window().Round(time.Millisecond), float64(r.delivered)/r.window().Seconds(),
-		p[0]/1e6, p[2]/1e6, r.connectTime.Round(time.Millisecond), r.connectCPU, r.fanOutCPU, r.errs+r.gaps+r.duplicates)
+	return fmt.Sprintf("%d/%d delivered in %v (%.0f/s), latency p50 %.2fms p99 %.2fms, connect %v (server CPU %v), fan-out server CPU %v, ended %d, errors %d",
+		r.delivered, r.expected, r.window().Round(time.Millisecond), r.perSecond(),
+		p[0]/1e6, p[2]/1e6, r.connectTime.Round(time.Millisecond), r.connectCPU, r.fanOutCPU, r.ended, r.errs+r.gaps+r.duplicates)
+}
+
+// roundResult is one round in the JSON.
+type roundResult struct {
+	ConnectMS  float64 `json:"connectMs"`
+	WindowMS   float64 `json:"windowMs"`
+	Delivered  int     `json:"delivered"`
+	Expected   int     `json:"expected"`
+	PerSecond  float64 `json:"deliveriesPerSecond"`
+	P50        float64 `json:"p50ms"`
+	P99        float64 `json:"p99ms"`
+	Ended      int     `json:"endedByServer"`
+	Gaps       int64   `json:"gaps"`
+	Duplicates int64   `json:"duplicates"`
+	Errors     int64   `json:"errors"`
+	RSSKiB     int64   `json:"rssKiB,omitempty"`
+}
+
+// box is how busy the machine was around a measurement: the load average
+// (1, 5, 15 minutes) before and after, and the cores this process may use.
+type box struct {
+	LoadBefore string `json:"loadAverageBefore"`
+	LoadAfter  string `json:"loadAverageAfter"`
+	ClientCPUs int    `json:"clientCpus"`
+	Cores      int    `json:"cores"`
+}
+
+func newBox(before string) box {
+	return box{LoadBefore: before, LoadAfter: loadAverage(), ClientCPUs: runtime.GOMAXPROCS(0), Cores: onlineCores()}
+}
+
+// loadAverage is /proc/loadavg's first three fields ("" if unreadable).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return ""
+}
+
+// onlineCores counts the machine's cores, whatever this process is pinned to.
+func onlineCores() int {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return runtime.NumCPU()
+	}
+	n := 0
+	for r := range strings.SplitSeq(strings.TrimSpace(string(b)), ",") {
+		lo, hi, ok := strings.Cut(r, "-")
+		a, _ := strconv.Atoi(lo)
+		z := a
+		if ok {
+			z, _ = strconv.Atoi(hi)
+		}
+		n += z - a + 1
+	}
+	return n
 }
 
 type summary struct {
@@ -178,6 +266,7 @@ type summary struct {
 	Rounds     int     `json:"rounds"`
 	Expected   int     `json:"expected"`
 	Delivered  int     `json:"delivered"`
+	Ended      int     `json:"endedByServer"`
 	Seconds    float64 `json:"windowSeconds"`
 	PerSecond  float64 `json:"deliveriesPerSecond"`
 	P50        float64 `json:"p50ms"`
@@ -187,21 +276,37 @@ type summary struct {
 	Gaps       int64   `json:"gaps"`
 	Duplicates int64   `json:"duplicates"`
 	Errors     int64   `json:"errors"`
+	// The time to accept a round's streams (every one answered 200 and its
+	// head read), over the rounds: median, 90th percentile, worst.
+	ConnectP50 float64 `json:"connectP50ms"`
+	ConnectP90 float64 `json:"connectP90ms"`
+	ConnectMax float64 `json:"connectMaxms"`
+	// The server's RSS before the first round, after the last (once it
+	// had a second to settle) and the most after any round: what churn
+	// leaves behind.
+	RSSStartKiB int64 `json:"rssStartKiB,omitempty"`
+	RSSAfterKiB int64 `json:"rssAfterKiB,omitempty"`
+	RSSPeakKiB  int64 `json:"rssPeakKiB,omitempty"`
 	// CPUPerDelivery is the server's CPU time (user+system, from
-	// /proc/<pid>/stat) from the moment every stream was open until the
-	// last event arrived, per delivered event, in µs; CPUPerConnect is its
+	// /proc/<pid>/stat) from the moment every stream was open until every
+	// stream had ended, per delivered event, in µs; CPUPerConnect is its
 	// CPU time while the streams connected, per stream. Unlike deliveries/s
 	// they hold still when other work shares the cores.
-	CPUPerDelivery float64 `json:"serverCpuPerDeliveryMicros,omitempty"`
-	CPUPerConnect  float64 `json:"serverCpuPerConnectMicros,omitempty"`
+	CPUPerDelivery float64       `json:"serverCpuPerDeliveryMicros,omitempty"`
+	CPUPerConnect  float64       `json:"serverCpuPerConnectMicros,omitempty"`
+	Box            box           `json:"box"`
+	PerRound       []roundResult `json:"perRound"`
 	cpu, connCPU   time.Duration
 	lat            []float64
+	connects       []float64
+	pid            int
 }
 
 func (s *summary) add(r round) {
 	s.Rounds++
 	s.Expected += r.expected
 	s.Delivered += r.delivered
+	s.Ended += r.ended
 	s.Seconds += r.window().Seconds()
 	s.Gaps += r.gaps
 	s.Duplicates += r.duplicates
@@ -209,20 +314,48 @@ func (s *summary) add(r round) {
 	s.cpu += r.fanOutCPU
 	s.connCPU += r.connectCPU
 	s.lat = append(s.lat, r.lat...)
+	connect := float64(r.connectTime) / 1e6
+	s.connects = append(s.connects, connect)
+	s.RSSPeakKiB = max(s.RSSPeakKiB, r.rssKiB)
+	p := percentiles(slices.Clone(r.lat))
+	s.PerRound = append(s.PerRound, roundResult{
+		ConnectMS: connect, WindowMS: float64(r.window()) / 1e6, Delivered: r.delivered, Expected: r.expected,
+		PerSecond: r.perSecond(), P50: p[0] / 1e6, P99: p[2] / 1e6, Ended: r.ended,
+		Gaps: r.gaps, Duplicates: r.duplicates, Errors: r.errs, RSSKiB: r.rssKiB,
+	})
 }
 
 func (s *summary) finish() string {
-	s.PerSecond = float64(s.Delivered) / s.Seconds
+	if s.Seconds > 0 {
+		s.PerSecond = float64(s.Delivered) / s.Seconds
+	}
 	p := percentiles(s.lat)
 	s.P50, s.P95, s.P99, s.Max = p[0]/1e6, p[1]/1e6, p[2]/1e6, p[3]/1e6
+	c := percentiles(s.connects)
+	s.ConnectP50, s.ConnectMax = c[0], c[3]
+	if len(s.connects) > 0 {
+		s.ConnectP90 = s.connects[min(len(s.connects)-1, int(0.9*float64(len(s.connects))))]
+	}
+	if s.pid > 0 {
+		time.Sleep(time.Second) // the last round's streams closed, their garbage collected or not
+		s.RSSAfterKiB = rssKiB(s.pid)
+	}
+	s.Box = newBox(s.Box.LoadBefore)
 	cpu := ""
 	if s.cpu > 0 && s.Delivered > 0 {
 		s.CPUPerDelivery = float64(s.cpu.Microseconds()) / float64(s.Delivered)
 		s.CPUPerConnect = float64(s.connCPU.Microseconds()) / float64(s.N*s.Rounds)
 		cpu = fmt.Sprintf("; server CPU %.2fµs per delivery, %.1fµs per stream connected", s.CPUPerDelivery, s.CPUPerConnect)
 	}
-	return fmt.Sprintf("%-12s %d streams over %d orders, %d rounds: %d/%d delivered, %.0f deliveries/s; latency ms p50 %.2f p95 %.2f p99 %.2f max %.2f; gaps %d duplicates %d errors %d%s",
-		s.Name, s.N, s.K, s.Rounds, s.Delivered, s.Expected, s.PerSecond, s.P50, s.P95, s.P99, s.Max, s.Gaps, s.Duplicates, s.Errors, cpu)
+	rss := ""
+	if s.RSSAfterKiB > 0 {
+		rss = fmt.Sprintf("; server RSS %.1f MiB before, %.1f MiB after %d rounds (most %.1f)",
+			float64(s.RSSStartKiB)/1024, float64(s.RSSAfterKiB)/1024, s.Rounds, float64(s.RSSPeakKiB)/1024)
+	}
+	return fmt.Sprintf("%-12s %d streams over %d orders, %d rounds: %d/%d delivered, %.0f deliveries/s; latency ms p50 %.2f p95 %.2f p99 %.2f max %.2f; "+
+		"connect ms p50 %.1f p90 %.1f max %.1f; ended by the server %d; gaps %d duplicates %d errors %d%s%s",
+		s.Name, s.N, s.K, s.Rounds, s.Delivered, s.Expected, s.PerSecond, s.P50, s.P95, s.P99, s.Max,
+		s.ConnectP50, s.ConnectP90, s.ConnectMax, s.Ended, s.Gaps, s.Duplicates, s.Errors, cpu, rss)
 }
 
 // percentiles returns p50, p95, p99 and max of v (sorted in place).
@@ -313,6 +446,12 @@ func (d *dialer) open(ctx context.Context, id string) (net.Conn, *sse.Decoder, e
 	return c, sse.NewDecoder(resp.Body), nil
 }
 
+// endWait is how long a stream waits, after its terminal event, for the
+// server to end it.
+const endWait = 10 * time.Second
+
+// runRound runs one round (see bench) and returns what it saw; an error
+// only if streams failed to open.
 func runRound(ctx context.Context, base string, pid, n, k int, interval string, srcs []net.IP) (round, error) {
 	d, err := newDialer(base, srcs)
 	if err != nil {
@@ -357,12 +496,19 @@ func runRound(ctx context.Context, base string, pid, n, k int, interval string, 
 				got         int
 				first, last time.Time
 				gaps, dups  int64
+				terminal    bool
+				ended       bool
 			)
 			for {
 				m, err := dec.Next()
 				now := time.Now()
 				if err != nil {
-					if ctx.Err() == nil {
+					// The contract: after the terminal event the server ends
+					// the stream; before it, an end is a lost stream.
+					switch {
+					case terminal && errors.Is(err, io.EOF):
+						ended = true
+					case ctx.Err() == nil:
 						errs.Add(1)
 					}
 					break
@@ -377,6 +523,10 @@ func runRound(ctx context.Context, base string, pid, n, k int, interval string, 
 					dups++
 					continue
 				}
+				if v.Backwards || terminal { // out of order, or after the end
+					errs.Add(1)
+					continue
+				}
 				gaps += int64(v.Gaps)
 				if got < perOrder {
 					lat[got] = float64(now.Sub(u.Timestamp))
@@ -387,7 +537,10 @@ func runRound(ctx context.Context, base string, pid, n, k int, interval string, 
 				}
 				last = now
 				if ssestream.Terminal(u.Status) {
-					break
+					terminal = true
+					// Read on to the server's end of the stream, which
+					// must come soon.
+					_ = c.SetReadDeadline(time.Now().Add(endWait))
 				}
 			}
 			mu.Lock()
@@ -396,6 +549,9 @@ func runRound(ctx context.Context, base string, pid, n, k int, interval string, 
 			r.delivered += got
 			r.gaps += gaps
 			r.duplicates += dups
+			if ended {
+				r.ended++
+			}
 			if got > 0 {
 				if r.first.IsZero() || first.Before(r.first) {
 					r.first = first
@@ -449,6 +605,7 @@ func runRound(ctx context.Context, base string, pid, n, k int, interval string, 
 	r.fanOutCPU = cpuTime(pid) - cpu1
 	pubs.Wait()
 	r.errs = errs.Load() + pubErrs.Load()
+	r.rssKiB = rssKiB(pid)
 	return r, nil
 }
 

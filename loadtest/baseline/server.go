@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,9 +32,9 @@ import (
 //
 // What it leaves out is everything orderstream does besides moving bytes: no
 // broker, no validation, no net/http, no chunked encoding, no flush per
-// frame. It comes in two shapes (-shape), because which one is faster
-// depends on the box (cores, connections), and orderstream is measured
-// against the better of the two:
+// frame. It comes in three forms (-shape), because which one is fastest
+// depends on the box (cores, connections) and on the load (one event at a
+// time, or bursts), and orderstream is measured against the best of them:
 //
 //   - loop: a frame is one write(2) per connection, from the publishing
 //     goroutine, straight down the list of subscribers; no goroutine per
@@ -41,10 +42,14 @@ import (
 //   - goroutine: each connection has a goroutine and a channel of frames;
 //     the publisher only queues, and the connections' goroutines write in
 //     parallel (a full queue cuts the stream, as a slow subscriber).
+//   - writev: the goroutine form, but a connection's goroutine takes every
+//     frame queued for it when it wakes and writes them in one writev(2)
+//     (net.Buffers): a burst costs a syscall per socket, not per frame, as
+//     orderstream's writers do.
 //
-// Either is as close to the box's limit as a fan-out of its shape gets, so
-// orderstream's figures over these say how much of the box the service uses
-// well.
+// Each is as close to the box's limit as a fan-out of its shape gets, so
+// orderstream's figures over the best of them say how much of the box the
+// service uses well.
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback only unless you mean it)")
@@ -52,16 +57,16 @@ func serve(args []string) error {
 	addrFile := fs.String("addr-file", os.Getenv("ADDR_FILE"), "once listening, write the address to this file, as orderstream's -addr-file ($ADDR_FILE)")
 	fault := fs.String("fault", "", "misbehave on purpose, to show that the suite's thresholds fail: "+
 		"gap (live subscribers miss Packed) or duplicate (live subscribers get every frame twice)")
-	shape := fs.String("shape", shapeLoop, "how frames reach the sockets: loop (one writing loop, no goroutine per stream) "+
-		"or goroutine (a goroutine and a channel per connection)")
+	shape := fs.String("shape", shapeLoop, "how frames reach the sockets: loop (one writing loop, no goroutine per stream), "+
+		"goroutine (a goroutine and a channel per connection) or writev (the same, writing every queued frame in one writev)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *fault != "" && *fault != faultGap && *fault != faultDuplicate {
 		return fmt.Errorf("-fault %q: want gap or duplicate", *fault)
 	}
-	if *shape != shapeLoop && *shape != shapeGoroutine {
-		return fmt.Errorf("-shape %q: want %s or %s", *shape, shapeLoop, shapeGoroutine)
+	if !slices.Contains(shapes, *shape) {
+		return fmt.Errorf("-shape %q: want one of %s", *shape, strings.Join(shapes, ", "))
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -92,7 +97,10 @@ const (
 const (
 	shapeLoop      = "loop"
 	shapeGoroutine = "goroutine"
+	shapeWritev    = "writev"
 )
+
+var shapes = []string{shapeLoop, shapeGoroutine, shapeWritev}
 
 func newRawServer() *rawServer { return &rawServer{orders: make(map[string]*rawOrder)} }
 
@@ -120,7 +128,7 @@ type rawServer struct {
 	mu     sync.Mutex
 	orders map[string]*rawOrder
 	fault  string // "", faultGap or faultDuplicate
-	shape  string // shapeLoop (the zero value's) or shapeGoroutine
+	shape  string // shapeLoop (the zero value's), shapeGoroutine or shapeWritev
 }
 
 type rawOrder struct {
@@ -140,8 +148,11 @@ type rawStream interface {
 }
 
 func (s *rawServer) newStream(c net.Conn) rawStream {
-	if s.shape == shapeGoroutine {
-		return newQueuedSub(c)
+	switch s.shape {
+	case shapeGoroutine:
+		return newQueuedSub(c, false).start()
+	case shapeWritev:
+		return newQueuedSub(c, true).start()
 	}
 	return &rawSub{conn: c}
 }
@@ -184,15 +195,21 @@ func (s *rawSub) dead() bool {
 	return s.closed
 }
 
-// queuedSub is one stream of the goroutine shape: its goroutine writes what
-// the channel brings, so a publisher never waits on a socket. A nil frame
-// means "close once what is queued is written".
+// queuedSub is one stream of the goroutine and writev shapes: its goroutine
+// writes what the channel brings, so a publisher never waits on a socket. A
+// nil frame means "close once what is queued is written".
 type queuedSub struct {
 	conn    net.Conn
 	frames  chan []byte
 	quit    chan struct{} // closed by cut: the goroutine stops at once
 	cutOnce sync.Once
 	gone    atomic.Bool
+	// batch: take every frame queued when the goroutine wakes and write
+	// them in one writev (the writev shape); else one write per frame.
+	batch bool
+	// writes counts the write or writev calls made, so that a test can
+	// tell the two shapes apart.
+	writes atomic.Int64
 }
 
 // queueFrames is how many frames a stream may have waiting: more than a
@@ -200,28 +217,64 @@ type queuedSub struct {
 // rather than buffered without end.
 const queueFrames = 64
 
-func newQueuedSub(c net.Conn) *queuedSub {
-	q := &queuedSub{conn: c, frames: make(chan []byte, queueFrames), quit: make(chan struct{})}
-	// The goroutine's owner is the stream: it returns when the stream ends
-	// (nil frame), is cut, or its connection fails.
+func newQueuedSub(c net.Conn, batch bool) *queuedSub {
+	return &queuedSub{conn: c, frames: make(chan []byte, queueFrames), quit: make(chan struct{}), batch: batch}
+}
+
+// start runs the stream's goroutine, whose owner is the stream: it returns
+// when the stream ends (nil frame), is cut, or its connection fails.
+func (q *queuedSub) start() *queuedSub {
 	go q.run()
 	return q
 }
 
 func (q *queuedSub) run() {
 	defer q.cut()
+	var bufs net.Buffers
 	for {
+		var b []byte
 		select {
 		case <-q.quit:
 			return
+		case b = <-q.frames:
+		}
+		if b == nil {
+			return
+		}
+		bufs = append(bufs[:0], b)
+		end := false
+		if q.batch {
+			bufs, end = q.drain(bufs)
+		}
+		_ = q.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		q.writes.Add(1)
+		var err error
+		if len(bufs) == 1 {
+			_, err = q.conn.Write(bufs[0])
+		} else {
+			// net.Buffers on a *net.TCPConn is one writev(2) (in pieces of
+			// at most IOV_MAX buffers); WriteTo consumes its copy of the slice.
+			v := bufs
+			_, err = v.WriteTo(q.conn)
+		}
+		if err != nil || end {
+			return
+		}
+	}
+}
+
+// drain appends the frames already queued to bufs, without waiting, and
+// says whether it met the end (a nil frame).
+func (q *queuedSub) drain(bufs net.Buffers) (net.Buffers, bool) {
+	for {
+		select {
 		case b := <-q.frames:
 			if b == nil {
-				return
+				return bufs, true
 			}
-			_ = q.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if _, err := q.conn.Write(b); err != nil {
-				return
-			}
+			bufs = append(bufs, b)
+		default:
+			return bufs, false
 		}
 	}
 }

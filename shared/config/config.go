@@ -29,6 +29,10 @@ type Settings struct {
 	Broker Broker
 	// Metrics serves GET /metrics (METRICS); the wiring makes the registry.
 	Metrics bool
+	// MetricsEMFService (METRICS_EMF_SERVICE), when set, also writes the
+	// open streams to stdout as CloudWatch embedded metric format lines,
+	// dimension Service=this (shared/emf): what ECS scales on.
+	MetricsEMFService string
 	// Server is the local server's own: Lambda has no listener of its own.
 	Server Server
 }
@@ -114,6 +118,8 @@ var table = []setting{
 		auth(func(a *httpapi.AuthConfig, v string) { a.PublicKeyPEM = []byte(v) })},
 	{"AUTH_JWT_PUBLIC_KEY_FILE", "auth-public-key-file", "", "PEM file of the RS256/ES256 public key that signs tokens; turns auth on",
 		auth(func(a *httpapi.AuthConfig, v string) { a.PublicKeyFile = v })},
+	{"AUTH_JWKS_URL", "auth-jwks-url", "", "an identity provider's JWKS URL (https) whose rotating keys sign tokens; turns auth on, needs AUTH_JWT_ISSUER",
+		auth(func(a *httpapi.AuthConfig, v string) { a.JWKSURL = v })},
 	{"AUTH_JWT_ISSUER", "auth-issuer", "", "the iss every token must carry (empty: not checked)",
 		auth(func(a *httpapi.AuthConfig, v string) { a.Issuer = v })},
 	{"AUTH_JWT_AUDIENCE", "auth-audience", "", "the aud every token must name (empty: not checked)",
@@ -129,6 +135,8 @@ var table = []setting{
 	{"TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed", parseProxies},
 	{"METRICS", "metrics", "false", "serve Prometheus metrics at GET /metrics",
 		boolean(func(s *Settings) *bool { return &s.Metrics })},
+	{"METRICS_EMF_SERVICE", "metrics-emf-service", "", "write open streams to stdout each minute as a CloudWatch embedded metric format line, dimension Service=this (needs METRICS=true)",
+		str(func(s *Settings) *string { return &s.MetricsEMFService })},
 	{"READ_HEADER_TIMEOUT", "read-header-timeout", "10s", "how long a client may take to send its request headers (local server)",
 		duration(func(s *Settings) *time.Duration { return &s.Server.ReadHeaderTimeout }, positive)},
 	{"IDLE_TIMEOUT", "idle-timeout", "2m", "how long an idle keep-alive connection stays open (local server)",
@@ -247,6 +255,11 @@ func (p *parsing) crossCheck() []error {
 	// finished one; say so rather than quietly stretch a shorter setting.
 	if o := b.Options; !p.failed["ORDER_IDLE_EXPIRY"] && !p.failed["ORDER_RETENTION"] && o.IdleExpiry < o.Retention {
 		errs = append(errs, fmt.Errorf("ORDER_IDLE_EXPIRY (%v) must be at least ORDER_RETENTION (%v)", o.IdleExpiry, o.Retention))
+	}
+	// The EMF line reports the metrics' gauge, and its service is a
+	// CloudWatch dimension value (at most 1024 characters).
+	if e := p.MetricsEMFService; e != "" && !p.failed["METRICS"] && (!p.Metrics || len(e) > 1024) {
+		errs = append(errs, fmt.Errorf("METRICS_EMF_SERVICE=%q: needs METRICS=true (it reports the metrics' gauge) and at most 1024 characters (a CloudWatch dimension value)", e))
 	}
 	// A dead peer is found within about twice the time a live but stuck
 	// one is given (STREAM_WRITE_TIMEOUT), so that a reader that is slow

@@ -1,10 +1,14 @@
 package config
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -189,6 +193,9 @@ func TestHardening(t *testing.T) {
 		{"metrics on", map[string]string{"METRICS": "true"}, func(c Settings) bool { return c.Metrics }, ""},
 		{"metrics off", map[string]string{"METRICS": "0"}, func(c Settings) bool { return !c.Metrics }, ""},
 		{"metrics not a boolean", map[string]string{"METRICS": "yes please"}, nil, "METRICS"},
+		{"EMF with metrics", map[string]string{"METRICS": "true", "METRICS_EMF_SERVICE": "shop-prod"}, func(c Settings) bool { return c.MetricsEMFService == "shop-prod" }, ""},
+		{"EMF without metrics", map[string]string{"METRICS_EMF_SERVICE": "shop-prod"}, nil, "METRICS_EMF_SERVICE"},
+		{"EMF dimension too long", map[string]string{"METRICS": "true", "METRICS_EMF_SERVICE": strings.Repeat("x", 1025)}, nil, "METRICS_EMF_SERVICE"},
 		{"limits", map[string]string{
 			"MAX_STREAMS": "10000", "MAX_STREAMS_PER_CLIENT": "20", "MAX_SUBSCRIBERS_PER_ORDER": "500",
 			"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1", "READ_HEADER_TIMEOUT": "5s", "IDLE_TIMEOUT": "30s",
@@ -215,6 +222,12 @@ func TestHardening(t *testing.T) {
 		{"auth key file missing", map[string]string{"AUTH_JWT_PUBLIC_KEY_FILE": "/nonexistent/key.pem"}, nil, "read public key"},
 		{"auth secret and key", map[string]string{"AUTH_JWT_SECRET": strings.Repeat("s", 32), "AUTH_JWT_PUBLIC_KEY_FILE": "/k.pem"}, nil, "not both"},
 		{"auth cookie name", map[string]string{"AUTH_COOKIE": "a b"}, nil, "AUTH_COOKIE"},
+		{"auth with a JWKS", map[string]string{"AUTH_JWKS_URL": "https://idp.example/.well-known/jwks.json", "AUTH_JWT_ISSUER": "https://idp.example/"},
+			// Nothing is fetched while the settings are read (TestJWKSSetting fetches).
+			func(c Settings) bool { return c.HTTP.Auth != nil }, ""},
+		{"auth JWKS without issuer", map[string]string{"AUTH_JWKS_URL": "https://idp.example/jwks"}, nil, "AUTH_JWT_ISSUER"},
+		{"auth JWKS in the clear", map[string]string{"AUTH_JWKS_URL": "http://idp.example/jwks", "AUTH_JWT_ISSUER": "x"}, nil, "must be https"},
+		{"auth JWKS and a secret", map[string]string{"AUTH_JWKS_URL": "https://idp.example/jwks", "AUTH_JWT_ISSUER": "x", "AUTH_JWT_SECRET": strings.Repeat("s", 32)}, nil, "not both"},
 		{"zero idle timeout", map[string]string{"IDLE_TIMEOUT": "0s"}, nil, "IDLE_TIMEOUT must be positive"},
 		{"flush padding", map[string]string{"FLUSH_PADDING": "2048"}, func(c Settings) bool { return c.HTTP.FlushPadding == 2048 }, ""},
 		{"flush padding off by default", nil, func(c Settings) bool { return c.HTTP.FlushPadding == 0 }, ""},
@@ -232,6 +245,82 @@ func TestHardening(t *testing.T) {
 			}
 			if err != nil || !tt.check(c) {
 				t.Fatalf("got %+v, %v", c, err)
+			}
+		})
+	}
+}
+
+// TestEMFNeedsMetrics: METRICS_EMF_SERVICE's cross-check with METRICS reads
+// the flag as well as the variable, and says nothing more when METRICS
+// itself did not parse (its own error says it).
+func TestEMFNeedsMetrics(t *testing.T) {
+	c, err := FromArgs([]string{"x", "-metrics", "-metrics-emf-service", "shop-prod"}, env(nil), io.Discard)
+	if err != nil || !c.Metrics || c.MetricsEMFService != "shop-prod" {
+		t.Fatalf("flags: %+v, %v", c, err)
+	}
+	_, err = FromArgs([]string{"x", "-metrics=false"}, env(map[string]string{"METRICS_EMF_SERVICE": "shop-prod"}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "METRICS_EMF_SERVICE") {
+		t.Fatalf("-metrics=false with METRICS_EMF_SERVICE: %v", err)
+	}
+	_, err = FromEnv(env(map[string]string{"METRICS": "yes please", "METRICS_EMF_SERVICE": "shop-prod"}))
+	if err == nil || !strings.Contains(err.Error(), "METRICS=") || strings.Contains(err.Error(), "METRICS_EMF_SERVICE") {
+		t.Fatalf("a bad METRICS: %v, want its own error alone", err)
+	}
+}
+
+// TestJWKSSetting: AUTH_JWKS_URL (or -auth-jwks-url) reaches the verifier,
+// with the issuer: a token signed with the provider's published key and
+// carrying its issuer is taken, one with another issuer is not.
+func TestJWKSSetting(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	jwks := `{"keys":[{"kty":"RSA","kid":"k1","alg":"RS256","use":"sig","n":"` + b64(key.N.Bytes()) +
+		`","e":"` + b64(big.NewInt(int64(key.E)).Bytes()) + `"}]}`
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, jwks)
+	}))
+	defer idp.Close()
+	const iss = "https://idp.example/pool"
+	for name, load := range map[string]func() (Settings, error){
+		"environment": func() (Settings, error) {
+			return FromEnv(env(map[string]string{"AUTH_JWKS_URL": idp.URL + "/jwks.json", "AUTH_JWT_ISSUER": iss}))
+		},
+		"flags": func() (Settings, error) {
+			return FromArgs([]string{"orderstream", "-auth-jwks-url", idp.URL + "/jwks.json", "-auth-issuer", iss}, env(nil), io.Discard)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := broker.NewMemory(c.Broker.Options)
+			defer b.Close()
+			h := httpapi.NewServer(slog.New(slog.DiscardHandler), b, c.HTTP)
+			status := func(issuer string) int {
+				tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+					"exp": time.Now().Add(time.Hour).Unix(), "iss": issuer, "orders": "*",
+				})
+				tok.Header["kid"] = "k1"
+				token, err := tok.SignedString(key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req := httptest.NewRequest(http.MethodGet, "/orders/"+uuid.NewString(), nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				return rec.Code
+			}
+			if got := status(iss); got != http.StatusNotFound {
+				t.Errorf("the provider's token: %d, want 404 (authorised, no such order)", got)
+			}
+			if got := status("https://elsewhere.example"); got != http.StatusUnauthorized {
+				t.Errorf("another issuer's token: %d, want 401", got)
 			}
 		})
 	}

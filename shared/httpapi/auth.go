@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/orderstream/orderstream/shared/order"
@@ -29,6 +31,11 @@ const (
 	ScopeMetrics = "metrics:read"
 	// AllOrders in a token's orders claim lets it read every order.
 	AllOrders = "*"
+	// AuthHeader carries "Bearer <token>" where Authorization can't: behind
+	// CloudFront with origin access control, which puts its own SigV4
+	// signature in Authorization. Like Authorization, a page on another
+	// origin can't send it without CORS allowing it, so publishers may use it.
+	AuthHeader = "X-Orderstream-Authorization"
 	// minSecretBytes is HS256's key size: a shorter secret is guessable.
 	minSecretBytes = 32
 	// maxTokenBytes bounds what is parsed; real tokens are a few hundred bytes.
@@ -38,12 +45,14 @@ const (
 )
 
 // AuthConfig turns on bearer-token (JWT) authentication when a key is set:
-// Secret for HS256, or a PEM public key for RS256 (an RSA key) or ES256 (a
-// P-256 key). Exactly one key may be set. Zero: no authentication.
+// Secret for HS256, a PEM public key for RS256 (an RSA key) or ES256 (a
+// P-256 key), or the JWKS URL where an identity provider publishes its
+// rotating keys (jwks.go). Exactly one may be set. Zero: no authentication.
 type AuthConfig struct {
 	Secret        []byte // HS256 shared secret, at least 32 bytes
 	PublicKeyPEM  []byte // RS256/ES256 public key (PKIX "PUBLIC KEY" or "RSA PUBLIC KEY")
-	PublicKeyFile string // or the file that holds it, read by NewServer
+	PublicKeyFile string // or the file that holds it, read by NewVerifier
+	JWKSURL       string // or an identity provider's JWKS (https), first fetched by NewServer; needs Issuer
 	Issuer        string // when set, a token's iss must equal it
 	Audience      string // when set, a token's aud must name it
 	Cookie        string // the cookie subscribers' tokens may come in; "": none
@@ -51,19 +60,22 @@ type AuthConfig struct {
 
 // Enabled reports whether a key is set, so that tokens are required.
 func (a AuthConfig) Enabled() bool {
-	return len(a.Secret) > 0 || len(a.PublicKeyPEM) > 0 || a.PublicKeyFile != ""
+	return len(a.Secret) > 0 || len(a.PublicKeyPEM) > 0 || a.PublicKeyFile != "" || a.JWKSURL != ""
 }
 
 // Validate reports a key that can't be used (unreadable, unparsable, too
-// short, of a type other than RSA or P-256, or two keys at once), for a
-// caller that checks a key's shape without serving with it.
+// short, of a type other than RSA or P-256, two keys at once, or a JWKS URL
+// that is not https or comes without an issuer), for a caller that checks a
+// key's shape without serving with it. It fetches nothing.
 func (a AuthConfig) Validate() error {
 	_, err := NewVerifier(a)
 	return err
 }
 
 // A Verifier checks bearer tokens (JWT) with the key of an AuthConfig, read
-// and parsed once, by NewVerifier.
+// and parsed once, by NewVerifier; a JWKS's keys are fetched when the first
+// server that uses the Verifier is built (NewServer), and kept fresh from
+// then on (jwks.go), for every server that shares it.
 type Verifier struct {
 	au     *authenticator
 	broken error
@@ -131,12 +143,15 @@ func (c *Claims) readsOrder(id string) bool {
 // (authentication off).
 type authenticator struct {
 	parser *jwt.Parser
-	key    any
+	key    any       // the one key, or
+	jwks   *jwksKeys // the identity provider's
 	cookie string
 	broken error // a misconfigured key: every protected request is refused
 	m      *metrics
 }
 
+// newAuthenticator checks a and builds what verifies its tokens: a JWKS's
+// key source too, which fetches nothing until it is started.
 func newAuthenticator(a AuthConfig) (*authenticator, error) {
 	if len(a.Secret) > 0 && (len(a.PublicKeyPEM) > 0 || a.PublicKeyFile != "") {
 		return nil, errors.New("auth: set a shared secret (HS256) or a public key (RS256/ES256), not both")
@@ -144,14 +159,27 @@ func newAuthenticator(a AuthConfig) (*authenticator, error) {
 	if len(a.PublicKeyPEM) > 0 && a.PublicKeyFile != "" {
 		return nil, errors.New("auth: set the public key or its file, not both")
 	}
-	var method string
+	if a.JWKSURL != "" && (len(a.Secret) > 0 || len(a.PublicKeyPEM) > 0 || a.PublicKeyFile != "") {
+		return nil, errors.New("auth: set a JWKS URL or a key of your own, not both")
+	}
+	methods := jwksMethods
 	var key any
+	var jwks *jwksKeys
 	switch {
+	case a.JWKSURL != "":
+		// A provider's keys sign tokens for every application it serves.
+		if a.Issuer == "" {
+			return nil, errors.New("auth: a JWKS URL needs the issuer its tokens carry (AUTH_JWT_ISSUER)")
+		}
+		var err error
+		if jwks, err = newJWKS(a.JWKSURL, defaultJWKSOptions); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
 	case len(a.Secret) > 0:
 		if len(a.Secret) < minSecretBytes {
 			return nil, fmt.Errorf("auth: the HS256 secret has %d bytes; use at least %d random bytes", len(a.Secret), minSecretBytes)
 		}
-		method, key = "HS256", a.Secret
+		methods, key = []string{"HS256"}, a.Secret
 	default:
 		pemBytes := a.PublicKeyPEM
 		if a.PublicKeyFile != "" {
@@ -161,14 +189,14 @@ func newAuthenticator(a AuthConfig) (*authenticator, error) {
 			}
 			pemBytes = b
 		}
-		var err error
-		method, key, err = parsePublicKey(pemBytes)
+		method, pub, err := parsePublicKey(pemBytes)
 		if err != nil {
 			return nil, fmt.Errorf("auth: %w", err)
 		}
+		methods, key = []string{method}, pub
 	}
 	opts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{method}), // never the token's own choice ("none", HS256 with a public key)
+		jwt.WithValidMethods(methods), // never the token's own choice ("none", HS256 with a public key)
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(clockLeeway),
@@ -179,7 +207,7 @@ func newAuthenticator(a AuthConfig) (*authenticator, error) {
 	if a.Audience != "" {
 		opts = append(opts, jwt.WithAudience(a.Audience))
 	}
-	return &authenticator{parser: jwt.NewParser(opts...), key: key, cookie: a.Cookie}, nil
+	return &authenticator{parser: jwt.NewParser(opts...), key: key, jwks: jwks, cookie: a.Cookie}, nil
 }
 
 // parsePublicKey reads the first PEM block: an RSA key (RS256) or an ECDSA
@@ -220,16 +248,21 @@ func parsePublicKey(b []byte) (method string, key any, err error) {
 // authFromConfig is the authenticator of a server with v and metrics m:
 // nil when off; when v's key can't be used (or v was not made by
 // NewVerifier), one that refuses every protected request (fail closed)
-// after saying why in the log.
+// after saying why in the log. The first server of a JWKS verifier fetches
+// its keys (a failure is logged, not fatal: see jwksKeys.start) and logs
+// their fetches with logger from then on.
 func authFromConfig(logger *slog.Logger, v *Verifier, m *metrics) *authenticator {
 	if v == nil {
 		return nil
 	}
-	if v.au == nil {
-		err := v.broken
-		if err == nil {
-			err = errors.New("auth: the Verifier was not made by NewVerifier")
-		}
+	err := v.broken
+	if v.au == nil && err == nil {
+		err = errors.New("auth: the Verifier was not made by NewVerifier")
+	}
+	if err == nil && v.au.jwks != nil {
+		err = v.au.jwks.start(logger)
+	}
+	if err != nil {
 		logger.Error("authentication is misconfigured: refusing every protected request", "err", err)
 		return &authenticator{broken: err, m: m}
 	}
@@ -261,14 +294,21 @@ func (e *authError) write(w http.ResponseWriter, r *http.Request, m *metrics) {
 	writeProblem(w, r, e.status, e.detail)
 }
 
-// tokenFrom finds the request's token: the Authorization header, or, where
-// browsers' EventSource can't set headers (orAlsoURLAndCookie), the
-// access_token query parameter or the cookie.
+// tokenFrom finds the request's token: the Authorization header, then
+// AuthHeader, or, where browsers' EventSource can't set headers
+// (orAlsoURLAndCookie), the access_token query parameter or the cookie. An
+// Authorization that holds an AWS signature (SigV4: CloudFront's origin
+// access control signs every request to a function URL with AuthType
+// AWS_IAM, replacing the viewer's) is no token of ours and is passed over.
 func (a *authenticator) tokenFrom(r *http.Request, orAlsoURLAndCookie bool) (string, *authError) {
-	if h := r.Header.Get("Authorization"); h != "" {
+	for _, name := range []string{"Authorization", AuthHeader} {
+		h := r.Header.Get(name)
+		if h == "" || (name == "Authorization" && isAWSSignature(h)) {
+			continue
+		}
 		scheme, token, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			return "", &authError{http.StatusUnauthorized, "invalid_request", "the Authorization header must be: Bearer <token>", ""}
+			return "", &authError{http.StatusUnauthorized, "invalid_request", "the " + name + " header must be: Bearer <token>", ""}
 		}
 		return strings.TrimSpace(token), nil
 	}
@@ -277,18 +317,25 @@ func (a *authenticator) tokenFrom(r *http.Request, orAlsoURLAndCookie bool) (str
 			return q.Get("access_token"), nil
 		}
 		if a.cookie == "" {
-			return "", &authError{http.StatusUnauthorized, "", "a bearer token is required (Authorization header or access_token parameter)", ""}
+			return "", &authError{http.StatusUnauthorized, "", "a bearer token is required (Authorization or " + AuthHeader + " header, or access_token parameter)", ""}
 		}
 		if c, err := r.Cookie(a.cookie); err == nil {
 			return c.Value, nil
 		}
-		return "", &authError{http.StatusUnauthorized, "", "a bearer token is required (Authorization header, access_token parameter or " + a.cookie + " cookie)", ""}
+		return "", &authError{http.StatusUnauthorized, "", "a bearer token is required (Authorization or " + AuthHeader + " header, access_token parameter or " + a.cookie + " cookie)", ""}
 	}
-	return "", &authError{http.StatusUnauthorized, "", "a bearer token is required in the Authorization header", ""}
+	return "", &authError{http.StatusUnauthorized, "", "a bearer token is required in the Authorization or " + AuthHeader + " header", ""}
 }
 
-// verify checks the token's signature, algorithm and times.
-func (a *authenticator) verify(token string) (*Claims, *authError) {
+// isAWSSignature reports whether an Authorization value is an AWS request
+// signature (AWS4-HMAC-SHA256 ..., or SigV4a's AWS4-ECDSA-P256-SHA256 ...).
+func isAWSSignature(h string) bool {
+	return len(h) > 5 && strings.EqualFold(h[:5], "AWS4-")
+}
+
+// verify checks the token's signature, algorithm and times; ctx bounds the
+// fetch of a JWKS a token's unknown key id may cause.
+func (a *authenticator) verify(ctx context.Context, token string) (*Claims, *authError) {
 	invalid := func(detail string) *authError {
 		return &authError{http.StatusUnauthorized, "invalid_token", detail, ""}
 	}
@@ -299,10 +346,16 @@ func (a *authenticator) verify(token string) (*Claims, *authError) {
 		return nil, invalid("the token is too long")
 	}
 	claims := &Claims{}
-	_, err := a.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return a.key, nil })
+	keyFor := func(*jwt.Token) (any, error) { return a.key, nil }
+	if a.jwks != nil {
+		keyFor = a.jwks.keyFor(ctx)
+	}
+	_, err := a.parser.ParseWithClaims(token, claims, keyFor)
 	switch {
 	case err == nil:
 		return claims, nil
+	case errors.Is(err, jwkset.ErrKeyNotFound):
+		return nil, invalid("the token's key (kid) is not one its issuer publishes")
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, invalid("the token has expired")
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
@@ -336,7 +389,7 @@ func (a *authenticator) guard(orAlsoURLAndCookie bool, allow func(*Claims, *http
 		token, aerr := a.tokenFrom(r, orAlsoURLAndCookie)
 		if aerr == nil {
 			var claims *Claims
-			claims, aerr = a.verify(token)
+			claims, aerr = a.verify(r.Context(), token)
 			if aerr == nil {
 				ok, scope := allow(claims, r)
 				if ok {

@@ -278,3 +278,67 @@ func TestMisconfiguredAuthFailsClosed(t *testing.T) {
 		t.Fatalf("healthz: %d", res.StatusCode)
 	}
 }
+
+// TestAuthBehindCloudFront: CloudFront's origin access control signs every
+// request to the function URL, and its SigV4 signature takes the viewer's
+// Authorization header. That signature is passed over: the cookie (readers)
+// or AuthHeader (everyone) carries the token, and without either the
+// request is refused as if it carried nothing.
+func TestAuthBehindCloudFront(t *testing.T) {
+	k := testKeys()
+	b := broker.NewMemory(broker.Options{})
+	defer b.Close()
+	known := uuid.New()
+	b.Publish(context.Background(), known, broker.PublishRequest{Status: order.Created})
+	srv := NewServer(discardLogger(), b, testConfig(Config{HistoryOnly: true, Auth: verifier(t, AuthConfig{Secret: k.secret, Cookie: testCookie})}))
+	publisher := mint(t, jwt.SigningMethodHS256, k.secret, claims(ScopePublish))
+	reader := mint(t, jwt.SigningMethodHS256, k.secret, claims("", known.String()))
+	// What CloudFront puts there (SigningBehavior always, SigningProtocol sigv4).
+	const sigv4 = "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEEXAMPLE/20261124/eu-west-1/lambda/aws4_request, " +
+		"SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
+	emptySHA := "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	orderPath := "/orders/" + known.String()
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		header http.Header
+		status int
+		detail string // a part of the problem's detail
+	}{
+		{"stream, signature and the cookie", "GET", orderPath + "/stream", http.Header{"Authorization": {sigv4}, "Cookie": {testCookie + "=" + reader}}, 200, ""},
+		{"get, signature and the cookie", "GET", orderPath, http.Header{"Authorization": {sigv4}, "Cookie": {testCookie + "=" + reader}}, 200, ""},
+		{"get, signature and the header", "GET", orderPath, http.Header{"Authorization": {sigv4}, AuthHeader: {"Bearer " + reader}}, 200, ""},
+		{"get, signature alone", "GET", orderPath, http.Header{"Authorization": {sigv4}}, 401, "a bearer token is required"},
+		{"get, SigV4a signature alone", "GET", orderPath, http.Header{"Authorization": {"AWS4-ECDSA-P256-SHA256 Credential=x"}}, 401, "a bearer token is required"},
+		{"publish, signature and the header", "POST", "/orders/" + uuid.NewString() + "/events",
+			http.Header{"Authorization": {sigv4}, AuthHeader: {"Bearer " + publisher}, "X-Amz-Content-Sha256": {emptySHA}}, 201, ""},
+		{"publish, signature alone", "POST", "/orders/" + uuid.NewString() + "/events", http.Header{"Authorization": {sigv4}}, 401, "X-Orderstream-Authorization"},
+		// Publishers never take the cookie: any page a user visits could send it.
+		{"publish, signature and the cookie", "POST", "/orders/" + uuid.NewString() + "/events",
+			http.Header{"Authorization": {sigv4}, "Cookie": {testCookie + "=" + publisher}}, 401, ""},
+		{"publish, the header malformed", "POST", "/orders/" + uuid.NewString() + "/events", http.Header{AuthHeader: {publisher}}, 401, "X-Orderstream-Authorization header must be"},
+		{"publish, the header with a reader's token", "POST", "/orders/" + uuid.NewString() + "/events", http.Header{AuthHeader: {"Bearer " + reader}}, 403, ""},
+		// Without CloudFront a bearer Authorization still wins over the header.
+		{"publish, Authorization first", "POST", "/orders/" + uuid.NewString() + "/events",
+			http.Header{"Authorization": {"Bearer " + publisher}, AuthHeader: {"Bearer " + reader}}, 201, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := ""
+			if tt.method == "POST" {
+				body = `{"status":"Created"}`
+			}
+			r := httptest.NewRequest(tt.method, tt.path, strings.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
+			for k, v := range tt.header {
+				r.Header[http.CanonicalHeaderKey(k)] = v
+			}
+			rec := httptest.NewRecorder()
+			srv.ServeHTTP(rec, r)
+			if rec.Code != tt.status || !strings.Contains(rec.Body.String(), tt.detail) {
+				t.Fatalf("%d %s, want %d with %q", rec.Code, rec.Body, tt.status, tt.detail)
+			}
+		})
+	}
+}

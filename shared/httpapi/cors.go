@@ -19,8 +19,11 @@ type cors struct {
 
 // Headers a cross-origin page may send (beyond the safelisted ones) and read.
 const (
-	corsAllowMethods  = "GET, HEAD, POST"
-	corsAllowHeaders  = "Authorization, Content-Type, Last-Event-ID, Cache-Control"
+	corsAllowMethods = "GET, HEAD, POST"
+	// X-Amz-Content-Sha256: pages send it on writes (a function URL behind
+	// CloudFront takes a POST only with it); X-Orderstream-Authorization is
+	// AuthHeader.
+	corsAllowHeaders  = "Authorization, Content-Type, Last-Event-ID, Cache-Control, Idempotency-Key, X-Orderstream-Authorization, X-Amz-Content-Sha256"
 	corsExposeHeaders = "Retry-After, WWW-Authenticate, Location"
 	corsMaxAge        = "600"
 )

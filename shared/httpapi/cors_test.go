@@ -92,7 +92,7 @@ func TestCORS(t *testing.T) {
 						t.Errorf("Allow-Methods %q lacks %s", h.Get("Access-Control-Allow-Methods"), want)
 					}
 				}
-				for _, want := range []string{"Authorization", "Content-Type", "Last-Event-ID"} {
+				for _, want := range []string{"Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key", AuthHeader, "X-Amz-Content-Sha256"} {
 					if !strings.Contains(h.Get("Access-Control-Allow-Headers"), want) {
 						t.Errorf("Allow-Headers %q lacks %s", h.Get("Access-Control-Allow-Headers"), want)
 					}

@@ -12,7 +12,7 @@ import (
 )
 
 const (
-	maxBodyBytes    = 64 << 10
+	maxBodyBytes    = MaxBodyBytes
 	bodyReadTimeout = 10 * time.Second
 )
 

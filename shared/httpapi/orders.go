@@ -29,20 +29,9 @@ type publishRequest struct {
 	Status *string `json:"status"`
 }
 
-// valid returns the requested status, or the problems with the request by field.
-func (p publishRequest) valid() (order.Status, map[string]string) {
-	if p.Status == nil {
-		return 0, map[string]string{"status": "is required"}
-	}
-	s, err := order.ParseStatus(*p.Status)
-	if err != nil {
-		return 0, map[string]string{"status": err.Error()}
-	}
-	return s, nil
-}
-
 func handlePublish(logger *slog.Logger, b broker.Broker, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A bad id is answered before the body is read.
 		id, ok := orderID(w, r)
 		if !ok {
 			return
@@ -52,17 +41,17 @@ func handlePublish(logger *slog.Logger, b broker.Broker, m *metrics) http.Handle
 			writeProblem(w, r, derr.status, derr.detail)
 			return
 		}
-		status, problems := req.valid()
-		if problems != nil {
-			writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("status %s", problems["status"]))
-			return
-		}
 		key, ok := idempotencyKey(w, r)
 		if !ok {
 			return
 		}
-		ev, err := b.Publish(r.Context(), id, broker.PublishRequest{Status: status, IdempotencyKey: key})
-		if err != nil {
+		ev, err := Publish(r.Context(), b, PublishInput{OrderID: id.String(), Status: req.Status, IdempotencyKey: key})
+		var ie *InputError
+		switch {
+		case errors.As(err, &ie):
+			writeProblem(w, r, http.StatusBadRequest, inputProblem(ie))
+			return
+		case err != nil:
 			writeBrokerError(logger, m, "publish", w, r, err)
 			return
 		}
@@ -72,12 +61,24 @@ func handlePublish(logger *slog.Logger, b broker.Broker, m *metrics) http.Handle
 	})
 }
 
+// inputProblem says what is wrong with a publish in the request's own terms.
+func inputProblem(ie *InputError) string {
+	switch ie.Field {
+	case "idempotencyKey":
+		return fmt.Sprintf("header %s: %v", idempotencyKeyHeader, ie.Err)
+	case "orderId":
+		return ie.Err.Error()
+	default:
+		return ie.Field + " " + ie.Err.Error()
+	}
+}
+
 // idempotencyKeyHeader lets a publisher retry safely (CONTRACT.md, Endpoints).
 const idempotencyKeyHeader = "Idempotency-Key"
 
 // idempotencyKey reads the Idempotency-Key header, "" if there is none,
-// answering 400 itself when it is malformed or repeated (two keys would make
-// the request mean two things).
+// answering 400 itself when it is repeated (two keys would make the request
+// mean two things). Publish checks the key itself.
 func idempotencyKey(w http.ResponseWriter, r *http.Request) (string, bool) {
 	vals := r.Header.Values(idempotencyKeyHeader)
 	switch {
@@ -86,9 +87,9 @@ func idempotencyKey(w http.ResponseWriter, r *http.Request) (string, bool) {
 	case len(vals) > 1:
 		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("header %s is repeated: send one key", idempotencyKeyHeader))
 		return "", false
-	}
-	if err := broker.CheckIdempotencyKey(vals[0]); err != nil {
-		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("header %s: %v", idempotencyKeyHeader, err))
+	case vals[0] == "":
+		// An empty header is a key that is malformed, not one that is absent.
+		writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("header %s: %v", idempotencyKeyHeader, broker.CheckIdempotencyKey("")))
 		return "", false
 	}
 	return vals[0], true

@@ -1,8 +1,9 @@
 // Package service opens what the settings choose, for every deployment:
 // the broker (in-process, Redis or Redis Cluster) and, with METRICS on, the
-// metrics registry the core serves. The local server and both Lambda
+// metrics registry the core serves. The local server and the Lambda
 // functions start here, so that the choice is made in one place; each then
-// wraps the core's handler its own way.
+// wraps the core's handler its own way (the ingest function calls its
+// publish path instead).
 package service
 
 import (

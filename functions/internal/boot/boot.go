@@ -1,4 +1,4 @@
-// Package boot is what both Lambda entry points share: the steps before they
+// Package boot is what the Lambda entry points share: the steps before they
 // serve (a check that they run under Lambda, secrets by reference, the
 // settings, the broker: Init), handing their handler to the runtime loop
 // (Serve), their log format, and telling Lambda why an instance could not
@@ -25,7 +25,7 @@ import (
 	"github.com/orderstream/orderstream/shared/service"
 )
 
-// Main is both functions' main: it runs run until SIGTERM and, when run
+// Main is every function's main: it runs run until SIGTERM and, when run
 // fails (which it does only while initialising), tells the Runtime API why
 // and exits non-zero.
 func Main(name string, run func(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error) {
@@ -49,7 +49,7 @@ type Function struct {
 	Logger   *slog.Logger
 }
 
-// Init is what both functions do before they serve: it fails early, with a
+// Init is what every function does before it serves: it fails early, with a
 // hint, outside Lambda; reads the secrets given by reference (REDIS_URL_REF,
 // AUTH_JWT_*_REF) once, to stand in for the plain settings from then on;
 // reads the settings over the function's own defaults (overrides); and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -28,15 +29,18 @@ type cfn struct {
 		Default        any
 		NoEcho         any
 		AllowedPattern string
+		MaxValue       any
 	}
 	Resources map[string]resource
+	Outputs   map[string]any
 }
 
 type resource struct {
-	Type       string
-	Properties map[string]any
-	DependsOn  any
-	Metadata   map[string]any
+	Type           string
+	Properties     map[string]any
+	DependsOn      any
+	Metadata       map[string]any
+	DeletionPolicy string
 }
 
 // python finds the interpreter that has samtranslator and cfn-lint:
@@ -191,8 +195,9 @@ var scenarios = []struct {
 	vpc    bool
 	params map[string]string
 }{
-	{"internet, secrets in Secrets Manager and SSM", false, map[string]string{
+	{"internet, secrets in Secrets Manager and SSM, caps reserved", false, map[string]string{
 		"RedisUrlSecret": secretARN, "Auth": "secret", "AuthJwtSecretRef": "/orderstream/jwt-secret",
+		"StreamReservedConcurrency": "100", "ApiReservedConcurrency": "20",
 	}},
 	{"internet, plain Redis without password, no auth", false, map[string]string{
 		"RedisUrl": "rediss://cache.example:6379/0",
@@ -206,7 +211,26 @@ var scenarios = []struct {
 		"RedisUrlSecret": secretARN, "CloudFront": "on", "CustomDomainName": "orders.shop.example",
 		"CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab",
 	}},
+	// Scenario 1 with ingest on: TestTemplateIngestOff compares the two.
+	{"internet, plain Redis, ingest from a standard queue, JWKS auth", false, map[string]string{
+		"RedisUrl": "rediss://cache.example:6379/0", "Ingest": "sqs",
+		"Auth": "jwks", "AuthJwksUrl": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC/.well-known/jwks.json",
+		"AuthJwtIssuer": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC",
+	}},
+	{"vpc, ingest from FIFO queues on a custom bus, alarm to a topic", true, map[string]string{
+		"Network": "vpc", "SubnetIds": "subnet-1,subnet-2", "SecurityGroupIds": "sg-1",
+		"RedisUrlSecret": "/orderstream/redis-url", "Auth": "secret", "AuthJwtSecretRef": "/orderstream/jwt-secret",
+		"Ingest": "sqs-fifo", "IngestEventBusName": "shop-orders", "IngestDetailType": "OrderUpdated",
+		"IngestAlarmTopicArn": alarmTopic, "SetApiGatewayLogsRole": "yes",
+	}},
 }
+
+const (
+	ingestOff  = 1 // the scenario TestTemplateIngestOff turns on
+	ingestSQS  = 4
+	ingestFIFO = 5
+	alarmTopic = "arn:aws:sns:eu-west-1:123456789012:orderstream-alarms"
+)
 
 // TestTemplateParameters: a guided deploy can take every default and never
 // meets a hidden prompt (NoEcho parameters get one, with no default).
@@ -233,6 +257,55 @@ func TestTemplateParameters(t *testing.T) {
 			t.Errorf("RedisUrl pattern on %q: match %v, want %v", url, !ok, ok)
 		}
 	}
+	// A reference is what IAM will match: a secret's full ARN (with the 6
+	// characters Secrets Manager appends), not a partial one.
+	for _, name := range []string{"RedisUrlSecret", "AuthJwtSecretRef", "AuthJwtPublicKeyRef"} {
+		pattern := regexp.MustCompile(c.Parameters[name].AllowedPattern)
+		for ref, ok := range map[string]bool{
+			"":        true,
+			secretARN: true,
+			"arn:aws:secretsmanager:eu-west-1:123456789012:secret:shop/prod/redis_url-x1Y2z3": true,
+			"arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:orderstream-AbCdEf":     true,
+			"/orderstream/redis-url": true,
+			"arn:aws:secretsmanager:eu-west-1:123456789012:secret:orderstream/redis":         false, // partial
+			"arn:aws:secretsmanager:eu-west-1:123456789012:secret:orderstream/redis-AbCdE":   false, // 5 characters
+			"arn:aws:secretsmanager:eu-west-1:123456789012:secret:orderstream/redis-AbCdEf-": false,
+			"arn:aws:secretsmanager:eu-west-1:123456789012:secret:orderstream/redis-AbCdEf*": false,
+			"orderstream/redis-url": false, // a name, not an ARN
+			"arn:aws:ssm:eu-west-1:123456789012:parameter/orderstream/redis-url": false,
+		} {
+			if pattern.MatchString(ref) != ok {
+				t.Errorf("%s pattern on %q: match %v, want %v", name, ref, !ok, ok)
+			}
+		}
+	}
+}
+
+// TestTemplateGuidedDefaults: sam deploy --guided with every default works on
+// a new account: no reserved concurrency (Lambda keeps 100 of the quota
+// unreserved, and a new account's quota can be 10, so any reservation fails
+// there), and the account's one API Gateway logging role is left alone.
+func TestTemplateGuidedDefaults(t *testing.T) {
+	c := transform(t, 1)
+	for name, p := range map[string]string{"StreamReservedConcurrency": "0", "ApiReservedConcurrency": "0", "SetApiGatewayLogsRole": "no", "Ingest": "none"} {
+		if got := fmt.Sprint(c.Parameters[name].Default); got != p {
+			t.Errorf("parameter %s defaults to %q, want %q", name, got, p)
+		}
+	}
+	for name, fn := range c.ofType("AWS::Lambda::Function") {
+		if v, ok := fn.Properties["ReservedConcurrentExecutions"]; ok {
+			t.Errorf("%s reserves %v by default", name, v)
+		}
+	}
+	// The vpc path with its defaults (scenario 2 leaves SetApiGatewayLogsRole).
+	if r := transform(t, 2).ofType("AWS::ApiGateway::Account"); len(r) != 0 {
+		t.Errorf("the vpc path sets the account's API Gateway logging role by default: %v", keys(r))
+	}
+	// Asked for, the role outlives the stack, so the account never points at a deleted one.
+	withRole := transform(t, ingestFIFO)
+	if role := withRole.Resources["ApiGatewayLogsRole"]; role.Type != "AWS::IAM::Role" || role.DeletionPolicy != "Retain" || len(withRole.ofType("AWS::ApiGateway::Account")) != 1 {
+		t.Errorf("SetApiGatewayLogsRole=yes: logs role %+v, accounts %v", role, keys(withRole.ofType("AWS::ApiGateway::Account")))
+	}
 }
 
 func TestTemplateFunctions(t *testing.T) {
@@ -244,6 +317,9 @@ func TestTemplateFunctions(t *testing.T) {
 			if sc.vpc {
 				wantFunctions = []string{"ApiFunction", "VpcStreamFunction"}
 			}
+			if sc.params["Ingest"] != "" {
+				wantFunctions = append([]string{wantFunctions[0], "IngestFunction"}, wantFunctions[1:]...)
+			}
 			if got := keys(functions); !slices.Equal(got, wantFunctions) {
 				t.Fatalf("functions %v, want %v", got, wantFunctions)
 			}
@@ -251,14 +327,13 @@ func TestTemplateFunctions(t *testing.T) {
 			for name, fn := range functions {
 				checkEnvironment(t, name, fn)
 
-				n, ok := fn.Properties["ReservedConcurrentExecutions"].(float64)
-				if !ok || n <= 0 {
-					t.Errorf("%s: no reserved concurrency", name)
+				// Caps are reserved only when asked for (TestTemplateGuidedDefaults).
+				v, ok := fn.Properties["ReservedConcurrentExecutions"]
+				n := num(v, 0)
+				if asked := sc.params["StreamReservedConcurrency"] != "" && name != "IngestFunction"; ok != asked || (ok && n <= 0) {
+					t.Errorf("%s: reserved concurrency %v (set %v), asked for: %v", name, n, ok, asked)
 				}
 				reserved += n
-				if strings.Contains(name, "Stream") && n > 250 {
-					t.Errorf("%s: reserved concurrency %v by default: keep it well below the account's 1,000", name, n)
-				}
 
 				lg := c.Resources[refName(get(fn.Properties, "LoggingConfig", "LogGroup"))]
 				if lg.Type != "AWS::Logs::LogGroup" || lg.Properties["RetentionInDays"] == nil {
@@ -498,7 +573,7 @@ func checkCORS(t *testing.T, where string, expose, allow any) {
 			t.Errorf("%s CORS does not expose %s: %v", where, h, expose)
 		}
 	}
-	for _, h := range []string{"authorization", "content-type", "last-event-id"} {
+	for _, h := range []string{"authorization", "content-type", "last-event-id", "idempotency-key", "x-orderstream-authorization", "x-amz-content-sha256"} {
 		if !slices.Contains(strs(allow), h) {
 			t.Errorf("%s CORS does not allow %s: %v", where, h, allow)
 		}
@@ -509,7 +584,7 @@ func checkCORS(t *testing.T, where string, expose, allow any) {
 // with retention) on both gateways; the vpc path's REST API streams and
 // leaves CORS to the core.
 func TestTemplateGateways(t *testing.T) {
-	for _, i := range []int{0, 2} {
+	for _, i := range []int{0, 2, ingestFIFO} {
 		sc := scenarios[i]
 		t.Run(sc.name, func(t *testing.T) {
 			c := transform(t, i)
@@ -542,10 +617,20 @@ func TestTemplateGateways(t *testing.T) {
 					t.Errorf("%s: no throttling on every method: %v", name, ms)
 				}
 			}
-			// Access logs fail a stage created before the account's logs role.
+			// Access logs fail a stage created before the account's logs role,
+			// when the stack sets it (SetApiGatewayLogsRole=yes).
 			api := c.Resources["StreamRestApi"]
-			if api.DependsOn != "ApiGatewayAccountReady" || refName(c.Resources["ApiGatewayAccountReady"].Metadata["Account"]) != "ApiGatewayAccount" {
-				t.Errorf("the REST API does not wait for the account's logs role: DependsOn %v, %v", api.DependsOn, c.Resources["ApiGatewayAccountReady"].Metadata)
+			account := c.Resources["ApiGatewayAccountReady"].Metadata["Account"]
+			waitsFor := refName(account)
+			if waitsFor == "" {
+				waitsFor = fmt.Sprint(account)
+			}
+			want := "none"
+			if sc.params["SetApiGatewayLogsRole"] == "yes" {
+				want = "ApiGatewayAccount"
+			}
+			if api.DependsOn != "ApiGatewayAccountReady" || waitsFor != want {
+				t.Errorf("the REST API does not wait for the account's logs role: DependsOn %v, waits for %v, want %s", api.DependsOn, waitsFor, want)
 			}
 			paths, _ := get(api.Properties, "Body", "paths").(map[string]any)
 			if got := keys(paths); !slices.Equal(got, []string{"/", "/{proxy+}"}) {
@@ -641,5 +726,286 @@ func TestGuidedWalkthrough(t *testing.T) {
 	}
 	if !slices.Equal(prompted, template) {
 		t.Errorf("README's guided prompts %v\nthe template's parameters %v", prompted, template)
+	}
+}
+
+// TestTemplateIngest: with Ingest on, the queue, its dead-letter queue and
+// redrive, an alarm on the dead letters, the visibility timeout Lambda asks
+// for, the event source mapping reporting batch item failures with a
+// concurrency cap, the EventBridge rule and the queue policy that lets only
+// it send, and a role that may touch exactly the queue and the log group.
+func TestTemplateIngest(t *testing.T) {
+	for _, i := range []int{ingestSQS, ingestFIFO} {
+		sc := scenarios[i]
+		fifo := sc.params["Ingest"] == "sqs-fifo"
+		t.Run(sc.name, func(t *testing.T) {
+			c := transform(t, i)
+			queue, dlq := c.Resources["IngestQueue"], c.Resources["IngestDeadLetterQueue"]
+			if queue.Type != "AWS::SQS::Queue" || dlq.Type != "AWS::SQS::Queue" {
+				t.Fatalf("queues: %v, %v", queue, dlq)
+			}
+			if refName(get(queue.Properties, "RedrivePolicy", "deadLetterTargetArn")) != "IngestDeadLetterQueue" {
+				t.Errorf("the queue's redrive goes to %v", get(queue.Properties, "RedrivePolicy"))
+			}
+			if n, _ := get(queue.Properties, "RedrivePolicy", "maxReceiveCount").(float64); n < 3 {
+				t.Errorf("maxReceiveCount %v: a broker's short outage would send messages to the dead-letter queue", n)
+			}
+			if queueRetention, dlqRetention := num(queue.Properties["MessageRetentionPeriod"], 345600), num(dlq.Properties["MessageRetentionPeriod"], 345600); dlqRetention <= queueRetention {
+				t.Errorf("dead letters kept %v s, messages %v s: a dead letter would expire before its original", dlqRetention, queueRetention)
+			}
+			for name, q := range map[string]resource{"queue": queue, "dead-letter queue": dlq} {
+				name := name
+				isFifo := q.Properties["FifoQueue"] == true
+				qn, _ := q.Properties["QueueName"].(string)
+				if isFifo != fifo || (fifo && !strings.HasSuffix(qn, ".fifo")) {
+					t.Errorf("%s: FifoQueue %v, name %q; Ingest %s", name, q.Properties["FifoQueue"], qn, sc.params["Ingest"])
+				}
+				if q.Properties["SqsManagedSseEnabled"] != true {
+					t.Errorf("%s is not encrypted at rest", name)
+				}
+			}
+			if fifo && queue.Properties["ContentBasedDeduplication"] != true {
+				t.Errorf("a FIFO queue without content-based deduplication takes no EventBridge events")
+			}
+
+			alarm := c.Resources["IngestDeadLetterAlarm"]
+			dims, _ := alarm.Properties["Dimensions"].([]any)
+			if alarm.Type != "AWS::CloudWatch::Alarm" || alarm.Properties["Namespace"] != "AWS/SQS" || len(dims) != 1 ||
+				refName(get(dims[0], "Value")) != "IngestDeadLetterQueue" || alarm.Properties["Threshold"] != 0.0 ||
+				alarm.Properties["ComparisonOperator"] != "GreaterThanThreshold" {
+				t.Errorf("no alarm on the dead-letter queue's depth: %v", alarm)
+			}
+			if actions := fmt.Sprint(alarm.Properties["AlarmActions"]); (sc.params["IngestAlarmTopicArn"] != "") != strings.Contains(actions, alarmTopic) {
+				t.Errorf("alarm actions %v with IngestAlarmTopicArn %q", actions, sc.params["IngestAlarmTopicArn"])
+			}
+
+			fn := c.Resources["IngestFunction"]
+			timeout := num(fn.Properties["Timeout"], 3)
+			maxWindow := num(c.Parameters["IngestBatchWindow"].MaxValue, 0)
+			if v := num(queue.Properties["VisibilityTimeout"], 30); v < 6*timeout+maxWindow {
+				t.Errorf("visibility timeout %v s, under 6 × the function's %v s + the longest batching window %v s", v, timeout, maxWindow)
+			}
+			mappings := c.ofType("AWS::Lambda::EventSourceMapping")
+			if len(mappings) != 1 {
+				t.Fatalf("event source mappings %v", keys(mappings))
+			}
+			for _, m := range mappings {
+				p := m.Properties
+				if refName(p["EventSourceArn"]) != "IngestQueue" || !slices.Contains(aliasesOf(c, "IngestFunction"), refName(p["FunctionName"])) {
+					t.Errorf("the mapping reads %v into %v, not the queue into the function's alias", p["EventSourceArn"], p["FunctionName"])
+				}
+				if !slices.Equal(strs(p["FunctionResponseTypes"]), []string{"reportbatchitemfailures"}) {
+					t.Errorf("FunctionResponseTypes %v: failed messages would fail the whole batch", p["FunctionResponseTypes"])
+				}
+				if n := num(get(p, "ScalingConfig", "MaximumConcurrency"), 0); n < 2 || n > 10 {
+					t.Errorf("MaximumConcurrency %v by default, want a few (each invocation holds Redis connections)", n)
+				}
+				if n := num(p["BatchSize"], 0); n < 1 || n > 10 {
+					t.Errorf("BatchSize %v", n)
+				}
+				if _, has := p["MaximumBatchingWindowInSeconds"]; has == fifo {
+					t.Errorf("MaximumBatchingWindowInSeconds %v on Ingest %s (FIFO queues take none)", p["MaximumBatchingWindowInSeconds"], sc.params["Ingest"])
+				}
+			}
+			env, _ := get(fn.Properties, "Environment", "Variables").(map[string]any)
+			for _, k := range []string{"AUTH_JWT_SECRET_REF", "AUTH_JWT_PUBLIC_KEY_REF", "AUTH_JWKS_URL"} {
+				if _, ok := env[k]; ok {
+					t.Errorf("IngestFunction has %s: it checks no token", k)
+				}
+			}
+
+			// The role: the queue and the log group, and nothing else of its own.
+			role := c.Resources[refName(fn.Properties["Role"])]
+			if role.Type != "AWS::IAM::Role" {
+				t.Fatalf("IngestFunction's role %v", fn.Properties["Role"])
+			}
+			grants := map[string]string{}
+			policies, _ := role.Properties["Policies"].([]any)
+			for _, p := range policies {
+				statements, _ := get(p, "PolicyDocument", "Statement").([]any)
+				for _, st := range statements {
+					for _, a := range strs(get(st, "Action")) {
+						grants[a] = refName(get(st, "Resource"))
+					}
+				}
+			}
+			want := map[string]string{
+				"sqs:receivemessage": "IngestQueue", "sqs:deletemessage": "IngestQueue", "sqs:getqueueattributes": "IngestQueue",
+				"logs:createlogstream": "IngestLogGroup", "logs:putlogevents": "IngestLogGroup",
+			}
+			if !maps.Equal(grants, want) {
+				t.Errorf("IngestFunction's role grants %v, want exactly %v", grants, want)
+			}
+			var managed []string
+			for _, m := range role.Properties["ManagedPolicyArns"].([]any) {
+				if s, ok := m.(string); ok {
+					managed = append(managed, s[strings.LastIndex(s, "/")+1:])
+				} else {
+					managed = append(managed, refName(m))
+				}
+			}
+			var wantManaged []string
+			if sc.vpc {
+				wantManaged = append(wantManaged, "AWSLambdaVPCAccessExecutionRole")
+			}
+			if sc.params["RedisUrlSecret"] != "" { // the only secret it reads
+				wantManaged = append(wantManaged, "SecretsReadPolicy")
+			}
+			if !slices.Equal(managed, wantManaged) {
+				t.Errorf("IngestFunction's managed policies %v, want %v", managed, wantManaged)
+			}
+
+			rule := c.Resources["IngestRule"]
+			bus := sc.params["IngestEventBusName"]
+			if bus == "" {
+				bus = "default"
+			}
+			detailType := sc.params["IngestDetailType"]
+			if detailType == "" {
+				detailType = "OrderStatusChanged"
+			}
+			if rule.Properties["EventBusName"] != bus || !slices.Equal(strs(get(rule.Properties, "EventPattern", "detail-type")), []string{strings.ToLower(detailType)}) {
+				t.Errorf("rule on bus %v matching %v, want %s and %s", rule.Properties["EventBusName"], get(rule.Properties, "EventPattern"), bus, detailType)
+			}
+			targets, _ := rule.Properties["Targets"].([]any)
+			if len(targets) != 1 || refName(get(targets[0], "Arn")) != "IngestQueue" {
+				t.Fatalf("rule targets %v, want the queue", targets)
+			}
+			if group := get(targets[0], "SqsParameters", "MessageGroupId"); (group != nil) != fifo {
+				t.Errorf("the rule's message group %v on Ingest %s", group, sc.params["Ingest"])
+			}
+			policy := c.Resources["IngestQueuePolicy"]
+			statements, _ := get(policy.Properties, "PolicyDocument", "Statement").([]any)
+			queues, _ := policy.Properties["Queues"].([]any)
+			if len(statements) != 1 || len(queues) != 1 || refName(queues[0]) != "IngestQueue" ||
+				get(statements[0], "Principal", "Service") != "events.amazonaws.com" || get(statements[0], "Action") != "sqs:SendMessage" ||
+				refName(get(statements[0], "Condition", "ArnEquals", "aws:SourceArn")) != "IngestRule" {
+				t.Errorf("the queue policy does not let exactly the rule send: %v", policy.Properties)
+			}
+		})
+	}
+}
+
+// TestTemplateIngestOff: Ingest=none (the default) leaves the template as it
+// was before ingest existed: nothing named for it, no reference to it, and
+// every resource and output exactly as with ingest on, which only adds.
+func TestTemplateIngestOff(t *testing.T) {
+	off, on := transform(t, ingestOff), transform(t, ingestSQS)
+	raw, err := json.Marshal(off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.ReplaceAll(string(raw), `"Ingest`, `"`), "Ingest") || strings.Contains(strings.ToLower(string(raw)), "sqs") {
+		for name := range off.Resources {
+			if strings.Contains(name, "Ingest") {
+				t.Errorf("Ingest=none has %s", name)
+			}
+		}
+		t.Errorf("Ingest=none mentions ingest or SQS beyond its parameters")
+	}
+	if len(off.ofType("AWS::SQS::Queue"))+len(off.ofType("AWS::Events::Rule"))+len(off.ofType("AWS::Lambda::EventSourceMapping"))+len(off.ofType("AWS::CloudWatch::Alarm")) != 0 {
+		t.Errorf("Ingest=none creates queues, rules, mappings or alarms")
+	}
+	// Scenario ingestSQS is ingestOff with ingest on, and JWKS auth: the
+	// functions' environments and the parameters differ by that, nothing else may.
+	for name, r := range off.Resources {
+		o, ok := on.Resources[name]
+		if !ok {
+			t.Errorf("%s is gone with ingest on", name)
+			continue
+		}
+		if r.Type == "AWS::Lambda::Function" {
+			r, o = withoutAuthEnv(r), withoutAuthEnv(o)
+		}
+		if a, b := mustJSON(t, r), mustJSON(t, o); a != b && !strings.HasPrefix(name, "ApiFunctionVersion") && !strings.HasPrefix(name, "StreamFunctionVersion") {
+			t.Errorf("%s differs with ingest on:\n%s\n%s", name, a, b)
+		}
+	}
+	var added []string
+	for name := range on.Resources {
+		if _, ok := off.Resources[name]; !ok {
+			added = append(added, name)
+			if !strings.HasPrefix(name, "Ingest") {
+				t.Errorf("ingest adds %s, which is not named for it", name)
+			}
+		}
+	}
+	if len(added) == 0 {
+		t.Errorf("ingest on adds nothing")
+	}
+	for name := range off.Outputs {
+		if strings.HasPrefix(name, "Ingest") {
+			t.Errorf("Ingest=none outputs %s", name)
+		}
+	}
+	if on.Outputs["IngestQueueUrl"] == nil || on.Outputs["IngestDeadLetterQueueUrl"] == nil {
+		t.Errorf("ingest on: no queue URLs in the outputs: %v", keys(on.Outputs))
+	}
+}
+
+// withoutAuthEnv is a function resource without the AUTH_* settings (and the
+// version they make SAM name), which the ingest scenario changes on purpose.
+func withoutAuthEnv(r resource) resource {
+	props := map[string]any{}
+	for k, v := range r.Properties {
+		props[k] = v
+	}
+	if vars, ok := get(props, "Environment", "Variables").(map[string]any); ok {
+		kept := map[string]any{}
+		for k, v := range vars {
+			if !strings.HasPrefix(k, "AUTH_") {
+				kept[k] = v
+			}
+		}
+		props["Environment"] = map[string]any{"Variables": kept}
+	}
+	r.Properties = props
+	return r
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// num is a resolved number property, or def when it is absent.
+func num(v any, def float64) float64 {
+	switch n := v.(type) {
+	case float64:
+		return n
+	case string:
+		var f float64
+		if _, err := fmt.Sscan(n, &f); err == nil {
+			return f
+		}
+	}
+	return def
+}
+
+// TestTemplateJWKS: Auth=jwks gives the stream and API functions the JWKS URL
+// and the issuer, and reads no secret for them.
+func TestTemplateJWKS(t *testing.T) {
+	c := transform(t, ingestSQS)
+	for _, name := range []string{"StreamFunction", "ApiFunction"} {
+		env, _ := get(c.Resources[name].Properties, "Environment", "Variables").(map[string]any)
+		if env["AUTH_JWKS_URL"] != scenarios[ingestSQS].params["AuthJwksUrl"] || env["AUTH_JWT_ISSUER"] != scenarios[ingestSQS].params["AuthJwtIssuer"] {
+			t.Errorf("%s: AUTH_JWKS_URL %v, AUTH_JWT_ISSUER %v", name, env["AUTH_JWKS_URL"], env["AUTH_JWT_ISSUER"])
+		}
+		if _, ok := env["AUTH_JWT_AUDIENCE"]; ok {
+			t.Errorf("%s: AUTH_JWT_AUDIENCE set though AuthJwtAudience is empty", name)
+		}
+	}
+	if _, ok := c.Resources["SecretsReadPolicy"]; ok {
+		t.Errorf("JWKS auth with a plain Redis reads secrets")
+	}
+	pattern := regexp.MustCompile(c.Parameters["AuthJwksUrl"].AllowedPattern)
+	for u, ok := range map[string]bool{"": true, "https://idp.example/.well-known/jwks.json": true, "http://idp.example/jwks": false, "https://a b": false} {
+		if pattern.MatchString(u) != ok {
+			t.Errorf("AuthJwksUrl pattern on %q: match %v, want %v", u, !ok, ok)
+		}
 	}
 }

@@ -20,7 +20,7 @@ import (
 const ReadTimeout = 8 * time.Second
 
 // FromEnv is Resolve of Settings with OpenAWS, bounded by ReadTimeout: what
-// both functions call before config.FromEnv.
+// every function calls before config.FromEnv (through boot.Init).
 func FromEnv(ctx context.Context, getenv func(string) string) (func(string) string, error) {
 	return fromEnv(ctx, getenv, ReadTimeout)
 }

@@ -1,12 +1,15 @@
-// Command charts turns the JSON summaries of a figures run (run.sh figures)
-// or a rolling run (run.sh rolling) into the SVG charts that
+// Command charts turns the JSON summaries of a figures run (run.sh figures:
+// hold.SERVER.json and rounds-KxM-INTERVAL.SERVER.json for orderstream and
+// each raw form) or a rolling run (run.sh rolling) into the SVG charts that
 // docs/performance.md shows:
 //
-//	rss.svg        server RSS against idle streams held, orderstream and raw
-//	latency.svg    latency p50/p99 against subscribers on one order
-//	baseline.svg   fan-out at full speed, orderstream over raw: deliveries/s,
-//	               latency and server CPU per delivery
-//	rate.svg       one 10k-subscriber order: deliveries/s against publish rate
+//	rss.svg        server RSS against idle streams held, every server
+//	latency.svg    latency p50 and p99 against subscribers on one order, a
+//	               status a second (the rounds runs 1xM-1s)
+//	baseline.svg   fan-out at full speed: deliveries/s of every server in
+//	               each full-speed rounds run
+//	rate.svg       one order's deliveries/s against its publish rate (the
+//	               rounds runs 1xM-INTERVAL of the largest M with several)
 //	rolling.svg    streams connecting per second through a rolling restart and
 //	               a kill, without and with SHUTDOWN_DRAIN, each SIGTERM and
 //	               the SIGKILL marked (run.sh rolling)
@@ -75,6 +78,7 @@ type benchSummary struct {
 	Streams   int     `json:"streams"`
 	Orders    int     `json:"orders"`
 	Interval  string  `json:"interval"`
+	Rounds    int     `json:"rounds"`
 	Expected  int     `json:"expected"`
 	Delivered int     `json:"delivered"`
 	PerSecond float64 `json:"deliveriesPerSecond"`
@@ -84,16 +88,64 @@ type benchSummary struct {
 	CPU       float64 `json:"serverCpuPerDeliveryMicros"`
 }
 
-var servers = []string{"orderstream", "raw"}
+// servers in the order the charts draw them; a server of another name is
+// drawn after them, grey.
+var servers = []string{"orderstream", "raw-goroutine", "raw-writev", "raw-loop"}
 
-// Colours and dashes: orderstream solid blue, raw dashed grey.
+// names says what each server is.
+var names = map[string]string{
+	"orderstream":   "orderstream",
+	"raw-goroutine": "raw, a goroutine per connection",
+	"raw-writev":    "raw, a goroutine per connection, writev",
+	"raw-loop":      "raw, one writing loop",
+}
+
+// Colours and dashes: orderstream solid blue, the raw forms dashed.
 var style = map[string]struct {
 	c    color.Color
 	dash []vg.Length
 }{
-	"orderstream": {color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, nil},
-	"raw":         {color.RGBA{R: 0x80, G: 0x80, B: 0x80, A: 0xff}, []vg.Length{vg.Points(4), vg.Points(3)}},
-	"marker":      {color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}, []vg.Length{vg.Points(2), vg.Points(2)}},
+	"orderstream":   {color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, nil},
+	"raw-goroutine": {color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, []vg.Length{vg.Points(4), vg.Points(3)}},
+	"raw-writev":    {color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, []vg.Length{vg.Points(6), vg.Points(2)}},
+	"raw-loop":      {color.RGBA{R: 0x80, G: 0x80, B: 0x80, A: 0xff}, []vg.Length{vg.Points(2), vg.Points(2)}},
+	"other":         {color.RGBA{R: 0xb0, G: 0xb0, B: 0xb0, A: 0xff}, []vg.Length{vg.Points(1), vg.Points(2)}},
+	"marker":        {color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}, []vg.Length{vg.Points(2), vg.Points(2)}},
+}
+
+func styleOf(server string) (color.Color, []vg.Length) {
+	st, ok := style[server]
+	if !ok {
+		st = style["other"]
+	}
+	return st.c, st.dash
+}
+
+// label is how a chart names a server.
+func label(server string) string {
+	if n, ok := names[server]; ok {
+		return n
+	}
+	return server
+}
+
+// serverNames is the servers of m in drawing order.
+func serverNames[V any](m map[string]V) []string {
+	var out []string
+	for name := range m {
+		out = append(out, name)
+	}
+	slices.SortFunc(out, func(a, b string) int {
+		ia, ib := slices.Index(servers, a), slices.Index(servers, b)
+		if ia < 0 {
+			ia = len(servers)
+		}
+		if ib < 0 {
+			ib = len(servers)
+		}
+		return cmp.Or(cmp.Compare(ia, ib), strings.Compare(a, b))
+	})
+	return out
 }
 
 // figure is one image: a title, panels stacked top to bottom (their axes
@@ -254,30 +306,6 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-// rawLabel names the raw server of a figures run by its shape, which
-// run.sh figures records in raw-shape.txt (RAW_SHAPE).
-func rawLabel(in string) string {
-	b, err := os.ReadFile(filepath.Join(in, "raw-shape.txt"))
-	switch strings.TrimSpace(string(b)) {
-	case "loop":
-		return "raw, one writing loop"
-	case "goroutine":
-		return "raw, a goroutine per connection"
-	}
-	if err == nil {
-		return "raw, " + strings.TrimSpace(string(b))
-	}
-	return "raw"
-}
-
-// label is how a chart names a server.
-func label(in, server string) string {
-	if server == "raw" {
-		return rawLabel(in)
-	}
-	return server
-}
-
 func newPlot(x, y string) *plot.Plot {
 	p := plot.New()
 	p.X.Label.Text = x
@@ -302,97 +330,49 @@ func (wholeTicks) Ticks(lo, hi float64) []plot.Tick {
 	return ts
 }
 
-func addLine(f *figure, p *plot.Plot, label string, server string, xys plotter.XYs, dashed bool, shape draw.GlyphDrawer) error {
+func addLine(f *figure, p *plot.Plot, label string, server string, xys plotter.XYs, shape draw.GlyphDrawer) error {
 	l, pts, err := plotter.NewLinePoints(xys)
 	if err != nil {
 		return err
 	}
-	st := style[server]
-	l.Color, pts.Color = st.c, st.c
+	c, dash := styleOf(server)
+	l.Color, pts.Color = c, c
 	l.Width = vg.Points(1.5)
-	if dashed || st.dash != nil {
-		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-	}
+	l.Dashes = dash
 	pts.Shape = shape
 	p.Add(l, pts)
 	f.add(label, l, pts)
 	return nil
 }
 
-// rssChart: hold.json, RSS in MiB against streams held.
+// rssChart: hold.SERVER.json, RSS in MiB against streams held.
 func rssChart(in string) (*figure, error) {
-	var hs []hold
-	if err := readJSON(filepath.Join(in, "hold.json"), &hs); err != nil {
-		return nil, err
-	}
-	p := newPlot("streams held", "RSS (MiB)")
-	f := &figure{title: "Server memory with idle streams (one process)", panels: []*plot.Plot{p}}
-	slices.SortFunc(hs, func(a, b hold) int { return cmp.Compare(slices.Index(servers, a.Name), slices.Index(servers, b.Name)) })
-	for _, h := range hs {
-		var xys plotter.XYs
-		for _, m := range h.Memory {
-			xys = append(xys, plotter.XY{X: float64(m.Streams), Y: float64(m.RSSKiB) / 1024})
-		}
-		name := fmt.Sprintf("%s: %.1f KiB per stream", label(in, h.Name), h.KiBPerStream)
-		if err := addLine(f, p, name, h.Name, xys, false, draw.CircleGlyph{}); err != nil {
-			return nil, err
-		}
-	}
-	p.Y.Min = 0
-	return f, nil
-}
-
-// benchFiles reads every prefix-*.json bench summary of in, keyed by file.
-func benchFiles(in, prefix string) (map[string]map[string]benchSummary, error) {
-	files, err := filepath.Glob(filepath.Join(in, prefix+"-*.json"))
+	files, err := filepath.Glob(filepath.Join(in, "hold.*.json"))
 	if err != nil {
 		return nil, err
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("%s-*.json: %w", filepath.Join(in, prefix), os.ErrNotExist)
+		return nil, fmt.Errorf("%s: %w", filepath.Join(in, "hold.*.json"), os.ErrNotExist)
 	}
-	out := map[string]map[string]benchSummary{}
-	for _, f := range files {
-		var m map[string]benchSummary
-		if err := readJSON(f, &m); err != nil {
+	byServer := map[string]hold{}
+	for _, file := range files {
+		var hs []hold
+		if err := readJSON(file, &hs); err != nil {
 			return nil, err
 		}
-		out[f] = m
-	}
-	return out, nil
-}
-
-// latencyChart: latency-<S>.json, one order with S subscribers.
-func latencyChart(in string) (*figure, error) {
-	files, err := benchFiles(in, "latency")
-	if err != nil {
-		return nil, err
-	}
-	byServer := map[string][]benchSummary{}
-	interval := ""
-	for _, m := range files {
-		for name, s := range m {
-			byServer[name] = append(byServer[name], s)
-			interval = s.Interval
+		for _, h := range hs {
+			byServer[h.Name] = h
 		}
 	}
-	p := newPlot("subscribers on the order", "latency, publish to receipt (ms)")
-	f := &figure{title: fmt.Sprintf("Event latency, subscribers on one order (a status every %s)", interval), panels: []*plot.Plot{p}}
-	for _, name := range servers {
-		ss := byServer[name]
-		slices.SortFunc(ss, func(a, b benchSummary) int { return a.Streams - b.Streams })
-		var p50, p99 plotter.XYs
-		for _, s := range ss {
-			p50 = append(p50, plotter.XY{X: float64(s.Streams), Y: s.P50})
-			p99 = append(p99, plotter.XY{X: float64(s.Streams), Y: s.P99})
+	p := newPlot("streams held", "RSS (MiB)")
+	f := &figure{title: "Server memory with idle streams (one process)", panels: []*plot.Plot{p}}
+	for _, name := range serverNames(byServer) {
+		h := byServer[name]
+		var xys plotter.XYs
+		for _, m := range h.Memory {
+			xys = append(xys, plotter.XY{X: float64(m.Streams), Y: float64(m.RSSKiB) / 1024})
 		}
-		if len(ss) == 0 {
-			continue
-		}
-		if err := addLine(f, p, label(in, name)+": p99", name, p99, true, draw.TriangleGlyph{}); err != nil {
-			return nil, err
-		}
-		if err := addLine(f, p, label(in, name)+": p50", name, p50, false, draw.CircleGlyph{}); err != nil {
+		if err := addLine(f, p, fmt.Sprintf("%s: %.2f KiB per stream", label(name), h.KiBPerStream), name, xys, draw.CircleGlyph{}); err != nil {
 			return nil, err
 		}
 	}
@@ -400,98 +380,197 @@ func latencyChart(in string) (*figure, error) {
 	return f, nil
 }
 
-// baselineChart: fanout.json, each figure of orderstream as a multiple of
-// raw's, its value written over its bar.
-func baselineChart(in string) (*figure, error) {
-	var m map[string]benchSummary
-	if err := readJSON(filepath.Join(in, "fanout.json"), &m); err != nil {
-		return nil, err
-	}
-	svc, okS := m["orderstream"]
-	raw, okR := m["raw"]
-	if !okS || !okR || raw.PerSecond == 0 || raw.P99 == 0 || raw.P50 == 0 {
-		return nil, errors.New("fanout.json: want both orderstream and raw")
-	}
-	p := newPlot("", "orderstream / raw")
-	f := &figure{
-		title:  fmt.Sprintf("Fan-out at full speed: %d streams over %d orders, every status at once", svc.Streams, svc.Orders),
-		panels: []*plot.Plot{p},
-	}
-	vals := plotter.Values{svc.PerSecond / raw.PerSecond, svc.P50 / raw.P50, svc.P99 / raw.P99, 0}
-	if raw.CPU > 0 {
-		vals[3] = svc.CPU / raw.CPU
-	}
-	bars, err := plotter.NewBarChart(vals, vg.Points(40))
+// roundsRun is one rounds run of a figures run: its summaries by server.
+type roundsRun struct {
+	name            string
+	orders, streams int
+	interval        time.Duration
+	servers         map[string]benchSummary
+}
+
+// roundsRuns reads every rounds-*.SERVER.json of in, grouped by run.
+func roundsRuns(in string) ([]roundsRun, error) {
+	files, err := filepath.Glob(filepath.Join(in, "rounds-*.json"))
 	if err != nil {
 		return nil, err
 	}
-	bars.Color = style["orderstream"].c
-	bars.LineStyle.Width = 0
-	p.Add(bars)
-	p.NominalX(
-		fmt.Sprintf("deliveries/s\n(higher is better)\n%.0f vs %.0f", svc.PerSecond, raw.PerSecond),
-		fmt.Sprintf("latency p50\n(lower is better)\n%.0f vs %.0f ms", svc.P50, raw.P50),
-		fmt.Sprintf("latency p99\n(lower is better)\n%.0f vs %.0f ms", svc.P99, raw.P99),
-		fmt.Sprintf("server CPU per delivery\n(lower is better)\n%.1f vs %.1f µs", svc.CPU, raw.CPU),
-	)
-	top := max(1.2, slices.Max(vals)) * 1.15 // room for the values over the bars
-	same, err := plotter.NewLine(plotter.XYs{{X: -0.5, Y: 1}, {X: 3.5, Y: 1}})
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(in, "rounds-*.json"), os.ErrNotExist)
+	}
+	runs := map[string]*roundsRun{}
+	for _, file := range files {
+		var m map[string]benchSummary
+		if err := readJSON(file, &m); err != nil {
+			return nil, err
+		}
+		name, _, _ := strings.Cut(filepath.Base(file), ".")
+		for server, s := range m {
+			iv, err := time.ParseDuration(s.Interval)
+			if err != nil {
+				return nil, fmt.Errorf("%s: interval %q: %w", file, s.Interval, err)
+			}
+			r := runs[name]
+			if r == nil {
+				r = &roundsRun{name: name, orders: s.Orders, streams: s.Streams, interval: iv, servers: map[string]benchSummary{}}
+				runs[name] = r
+			}
+			r.servers[server] = s
+		}
+	}
+	var out []roundsRun
+	for _, r := range runs {
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b roundsRun) int {
+		return cmp.Or(cmp.Compare(a.orders, b.orders), cmp.Compare(a.streams, b.streams), cmp.Compare(b.interval, a.interval))
+	})
+	return out, nil
+}
+
+// latencyChart: the rounds runs of one order at a status a second, p50 and
+// p99 against subscribers.
+func latencyChart(in string) (*figure, error) {
+	runs, err := roundsRuns(in)
 	if err != nil {
 		return nil, err
 	}
-	same.Color, same.Dashes = style["raw"].c, style["raw"].dash
-	p.Add(same)
-	var at plotter.XYs
-	var texts []string
-	for i, v := range vals {
-		at = append(at, plotter.XY{X: float64(i), Y: v + top*0.02})
-		texts = append(texts, fmt.Sprintf("%.2fx", v))
+	p50s, p99s := map[string]plotter.XYs{}, map[string]plotter.XYs{}
+	for _, r := range runs {
+		if r.orders != 1 || r.interval != time.Second {
+			continue
+		}
+		for name, s := range r.servers {
+			p50s[name] = append(p50s[name], plotter.XY{X: float64(r.streams), Y: s.P50})
+			p99s[name] = append(p99s[name], plotter.XY{X: float64(r.streams), Y: s.P99})
+		}
 	}
-	values, err := plotter.NewLabels(plotter.XYLabels{XYs: at, Labels: texts})
-	if err != nil {
-		return nil, err
+	if len(p99s) == 0 {
+		return nil, fmt.Errorf("no rounds run of one order at a status a second (1xM@1s): %w", os.ErrNotExist)
 	}
-	for i := range values.TextStyle {
-		values.TextStyle[i].XAlign = draw.XCenter
+	top, bottom := newPlot("", "p50 (ms)"), newPlot("subscribers on the order", "p99 (ms)")
+	f := &figure{title: "Event latency, publish to receipt, subscribers on one order (a status a second)",
+		panels: []*plot.Plot{top, bottom}, height: 14 * vg.Centimeter}
+	for _, name := range serverNames(p99s) {
+		if err := addLine(f, bottom, label(name), name, p99s[name], draw.CircleGlyph{}); err != nil {
+			return nil, err
+		}
+		l, pts, err := plotter.NewLinePoints(p50s[name])
+		if err != nil {
+			return nil, err
+		}
+		c, dash := styleOf(name)
+		l.Color, pts.Color, l.Width, l.Dashes = c, c, vg.Points(1.5), dash
+		top.Add(l, pts)
 	}
-	p.Add(values)
-	p.Y.Min, p.Y.Max = 0, top
-	f.add("orderstream ÷ "+rawLabel(in), bars)
-	f.add(rawLabel(in)+" = 1", same)
+	top.Y.Min, bottom.Y.Min = 0, 0
 	return f, nil
 }
 
-// rateChart: rate-<interval>.json, one order with many subscribers, its
-// statuses published every interval: deliveries per second against what was
-// offered (subscribers times publishes per second). Where the curve falls
-// below the offered line, each publish waits for the last one's fan-out.
-func rateChart(in string) (*figure, error) {
-	files, err := benchFiles(in, "rate")
+// baselineChart: every full-speed rounds run, each server's deliveries/s,
+// its value over its bar.
+func baselineChart(in string) (*figure, error) {
+	runs, err := roundsRuns(in)
 	if err != nil {
 		return nil, err
 	}
-	byServer := map[string]plotter.XYs{}
-	n, top := 0, 0.0
-	for _, m := range files {
-		for name, s := range m {
-			d, err := time.ParseDuration(s.Interval)
-			if err != nil || d <= 0 {
-				return nil, fmt.Errorf("rate summary with interval %q", s.Interval)
+	var full []roundsRun
+	all := map[string]bool{}
+	for _, r := range runs {
+		if r.interval == 0 {
+			full = append(full, r)
+			for name := range r.servers {
+				all[name] = true
 			}
-			rate := float64(time.Second) / float64(d)
+		}
+	}
+	if len(full) == 0 {
+		return nil, fmt.Errorf("no rounds run at full speed (KxM@0s): %w", os.ErrNotExist)
+	}
+	p := newPlot("", "deliveries per second")
+	f := &figure{title: "Fan-out at full speed: every status of every order at once", panels: []*plot.Plot{p}}
+	names := serverNames(all)
+	w := vg.Points(min(24, 300/float64(len(full)*len(names))))
+	var groups []string
+	top := 0.0
+	for i, name := range names {
+		vals := make(plotter.Values, len(full))
+		var at plotter.XYs
+		var texts []string
+		for j, r := range full {
+			vals[j] = r.servers[name].PerSecond
+			top = max(top, vals[j])
+			at = append(at, plotter.XY{X: float64(j), Y: vals[j]})
+			texts = append(texts, fmt.Sprintf("%.0fk", vals[j]/1000))
+		}
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return nil, err
+		}
+		bars.Color, _ = styleOf(name)
+		bars.LineStyle.Width = 0
+		bars.Offset = w * vg.Length(float64(i)-float64(len(names)-1)/2)
+		p.Add(bars)
+		f.add(label(name), bars)
+		values, err := plotter.NewLabels(plotter.XYLabels{XYs: at, Labels: texts})
+		if err != nil {
+			return nil, err
+		}
+		for k := range values.TextStyle {
+			values.TextStyle[k].XAlign = draw.XCenter
+			values.TextStyle[k].Font = font.From(plot.DefaultFont, vg.Points(7))
+		}
+		values.Offset = vg.Point{X: bars.Offset, Y: vg.Points(2)}
+		p.Add(values)
+	}
+	for _, r := range full {
+		if r.orders == 1 {
+			groups = append(groups, fmt.Sprintf("one order × %d", r.streams))
+		} else {
+			groups = append(groups, fmt.Sprintf("%d orders × %d", r.orders, r.streams/r.orders))
+		}
+	}
+	p.NominalX(groups...)
+	p.Y.Min, p.Y.Max = 0, top*1.15
+	return f, nil
+}
+
+// rateChart: the rounds runs of one order with the most subscribers that
+// was run at several publish rates: deliveries per second against what was
+// offered (subscribers times publishes per second). Where a curve falls
+// below the offered line, each publish waits for the last one's fan-out.
+func rateChart(in string) (*figure, error) {
+	runs, err := roundsRuns(in)
+	if err != nil {
+		return nil, err
+	}
+	rated := map[int][]roundsRun{}
+	n := 0
+	for _, r := range runs {
+		if r.orders == 1 && r.interval > 0 {
+			rated[r.streams] = append(rated[r.streams], r)
+			if len(rated[r.streams]) > 1 {
+				n = max(n, r.streams)
+			}
+		}
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("no order run at several publish rates (1xM@INTERVAL): %w", os.ErrNotExist)
+	}
+	byServer := map[string]plotter.XYs{}
+	top := 0.0
+	for _, r := range rated[n] {
+		rate := float64(time.Second) / float64(r.interval)
+		top = max(top, rate)
+		for name, s := range r.servers {
 			byServer[name] = append(byServer[name], plotter.XY{X: rate, Y: s.PerSecond})
-			n, top = s.Streams, max(top, rate)
 		}
 	}
 	p := newPlot("publishes per second (each to every subscriber)", "deliveries per second")
 	f := &figure{title: fmt.Sprintf("One order with %d subscribers: deliveries/s against publish rate", n), panels: []*plot.Plot{p}}
-	for _, name := range servers {
+	for _, name := range serverNames(byServer) {
 		xys := byServer[name]
-		if len(xys) == 0 {
-			continue
-		}
 		slices.SortFunc(xys, func(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) })
-		if err := addLine(f, p, label(in, name), name, xys, false, draw.CircleGlyph{}); err != nil {
+		if err := addLine(f, p, label(name), name, xys, draw.CircleGlyph{}); err != nil {
 			return nil, err
 		}
 	}

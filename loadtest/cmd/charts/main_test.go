@@ -17,20 +17,22 @@ import (
 func summaries(t *testing.T, extra map[string]string) string {
 	t.Helper()
 	in := t.TempDir()
-	bench := func(streams int, interval string, p99 float64) string {
-		return fmt.Sprintf(`{"orderstream":{"name":"orderstream","streams":%[1]d,"orders":1,"interval":%[2]q,`+
-			`"deliveriesPerSecond":900,"p50ms":10,"p95ms":20,"p99ms":%[3]g,"serverCpuPerDeliveryMicros":7},`+
-			`"raw":{"name":"raw","streams":%[1]d,"orders":1,"interval":%[2]q,`+
-			`"deliveriesPerSecond":1000,"p50ms":8,"p95ms":15,"p99ms":20,"serverCpuPerDeliveryMicros":14}}`, streams, interval, p99)
-	}
 	files := map[string]string{
-		"hold.json": `[{"name":"raw","memory":[{"streams":0,"rssKiB":7000},{"streams":100,"rssKiB":7200}],"kibPerStream":2},` +
-			`{"name":"orderstream","memory":[{"streams":0,"rssKiB":8000},{"streams":100,"rssKiB":11000}],"kibPerStream":30}]`,
-		"latency-1000.json":             bench(1000, "1s", 25),
-		"latency-5000.json":             bench(5000, "1s", 40),
-		"fanout.json":                   bench(5000, "0s", 30),
 		"rolling-nodrain-connects.json": `[{"t":-1,"n":2},{"t":0,"n":100},{"t":3,"n":4900}]`,
 		"rolling-drain-connects.json":   `[{"t":0,"n":300},{"t":1,"n":320},{"t":2,"n":310}]`,
+	}
+	for i, server := range []string{"orderstream", "raw-goroutine", "raw-writev", "raw-loop"} {
+		x := float64(i + 1)
+		files["hold."+server+".json"] = fmt.Sprintf(`[{"name":%q,"memory":[{"streams":0,"rssKiB":7000},{"streams":100,"rssKiB":%d}],"kibPerStream":%g}]`,
+			server, 7000+int(100*x), x)
+		for _, r := range []struct {
+			k, m     int
+			interval string
+		}{{1, 1000, "0s"}, {100, 100, "0s"}, {1, 1000, "1s"}, {1, 5000, "1s"}} {
+			files[fmt.Sprintf("rounds-%dx%d-%s.%s.json", r.k, r.m, r.interval, server)] = fmt.Sprintf(
+				`{%[1]q:{"name":%[1]q,"streams":%[2]d,"orders":%[3]d,"interval":%[4]q,"rounds":3,"deliveriesPerSecond":%[5]g,"p50ms":%[6]g,"p95ms":20,"p99ms":%[7]g}}`,
+				server, r.k*r.m, r.k, r.interval, 1000*x, 5*x, 20*x)
+		}
 	}
 	for name, body := range extra {
 		files[name] = body
@@ -43,10 +45,10 @@ func summaries(t *testing.T, extra map[string]string) string {
 	return in
 }
 
-// TestCharts draws every chart from small summaries, and skips a chart
-// whose summaries are missing.
+// TestCharts draws every chart from small summaries, each server named,
+// and skips a chart whose summaries are missing.
 func TestCharts(t *testing.T) {
-	in := summaries(t, map[string]string{"raw-shape.txt": "goroutine\n"})
+	in := summaries(t, nil)
 	out := t.TempDir()
 	if err := run(in, out, "svg"); err != nil {
 		t.Fatal(err)
@@ -59,12 +61,18 @@ func TestCharts(t *testing.T) {
 		if !strings.Contains(string(b), "<svg") {
 			t.Errorf("%s is not an SVG", name)
 		}
-		if name != "rolling.svg" && !strings.Contains(string(b), "raw, a goroutine per connection") {
-			t.Errorf("%s does not name the raw server by the shape in raw-shape.txt", name)
+		if name == "rolling.svg" {
+			continue
+		}
+		for _, server := range []string{"orderstream", "raw, a goroutine per connection", "raw, a goroutine per connection, writev", "raw, one writing loop"} {
+			if !strings.Contains(string(b), server) {
+				t.Errorf("%s does not name %q", name, server)
+			}
 		}
 	}
+	// One order at one rate only: no rate chart.
 	if _, err := os.Stat(filepath.Join(out, "rate.svg")); !os.IsNotExist(err) {
-		t.Errorf("rate.svg without rate summaries: %v", err)
+		t.Errorf("rate.svg without an order at several rates: %v", err)
 	}
 	if err := run(t.TempDir(), out, "svg"); err == nil {
 		t.Error("no summaries at all: want an error")
@@ -137,9 +145,9 @@ func TestRollingChartMarksSignals(t *testing.T) {
 // panels (axes included) and its title above them.
 func TestLegendsClearOfTitleAndData(t *testing.T) {
 	in := summaries(t, map[string]string{
-		"rate-1s.json":               `{"orderstream":{"name":"orderstream","streams":100,"interval":"1s","deliveriesPerSecond":100},"raw":{"name":"raw","streams":100,"interval":"1s","deliveriesPerSecond":90}}`,
-		"rate-100ms.json":            `{"orderstream":{"name":"orderstream","streams":100,"interval":"100ms","deliveriesPerSecond":900},"raw":{"name":"raw","streams":100,"interval":"100ms","deliveriesPerSecond":800}}`,
-		"rolling-nodrain-phases.txt": "1000 t0\n1000.5 sigterm 0\n1048 sigkill 0\n",
+		"rounds-1x5000-100ms.orderstream.json": `{"orderstream":{"name":"orderstream","streams":5000,"orders":1,"interval":"100ms","deliveriesPerSecond":40000}}`,
+		"rounds-1x5000-100ms.raw-loop.json":    `{"raw-loop":{"name":"raw-loop","streams":5000,"orders":1,"interval":"100ms","deliveriesPerSecond":42000}}`,
+		"rolling-nodrain-phases.txt":           "1000 t0\n1000.5 sigterm 0\n1048 sigkill 0\n",
 	})
 	for name, mk := range map[string]func(string) (*figure, error){
 		"rss": rssChart, "latency": latencyChart, "baseline": baselineChart, "rate": rateChart, "rolling": rollingChart,
