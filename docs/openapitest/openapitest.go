@@ -354,6 +354,27 @@ func (v *Validator) Check(req *http.Request, reqBody []byte, res *http.Response)
 	}
 }
 
+// CheckWhole checks an answer that arrived whole rather than over a
+// connection: a Lambda function's response as the Runtime API or API
+// Gateway hands it back, a stream included (its frames are checked as
+// Check checks a stream's). It records what does not match, as Check does,
+// and also returns it, so that the caller can name the answer.
+func (v *Validator) CheckWhole(req *http.Request, reqBody []byte, status int, header http.Header, body []byte) []string {
+	// A Validator of this answer's own, on the same document, so that what
+	// it returns is this answer's alone whatever runs beside it.
+	one := &Validator{doc: v.doc, mux: v.mux, generic: v.generic, event: v.event, terminal: v.terminal,
+		seen: map[string]bool{}}
+	res := &http.Response{StatusCode: status, Header: header, Body: io.NopCloser(bytes.NewReader(body)), Request: req}
+	one.Check(req, reqBody, res)
+	_, _ = io.Copy(io.Discard, res.Body) // through the event checker, if it is a stream
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.checked += one.checked
+	v.failures = append(v.failures, one.failures...)
+	maps.Copy(v.seen, one.seen)
+	return one.failures
+}
+
 // checkResponse checks status, headers and (unless stream or HEAD) body
 // against the documented response.
 func (v *Validator) checkResponse(req *http.Request, m *match, doc *openapi3.Response, res *http.Response, body []byte, stream bool) {

@@ -141,6 +141,32 @@ func TestValidatorCatchesMismatches(t *testing.T) {
 			case tt.want != "" && (len(f) != 1 || !strings.Contains(f[0], tt.want)):
 				t.Fatalf("want one failure with %q, got %q", tt.want, f)
 			}
+
+			// The same answer handed over whole, as a Lambda function's
+			// comes back: the same verdict.
+			req = httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
+			if tt.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			header := http.Header{}
+			for k, v := range tt.answer.header {
+				header.Set(k, v)
+			}
+			whole := tt.answer.body
+			if tt.method == "HEAD" {
+				whole = ""
+			}
+			before := v.Checked()
+			f = v.CheckWhole(req, []byte(tt.body), tt.answer.status, header, []byte(whole))
+			switch {
+			case tt.want == "" && len(f) > 0:
+				t.Fatalf("whole: a good answer failed: %q", f)
+			case tt.want != "" && (len(f) != 1 || !strings.Contains(f[0], tt.want)):
+				t.Fatalf("whole: want one failure with %q, got %q", tt.want, f)
+			}
+			if all := v.Failures(); v.Checked() != before+1 || !slices.Equal(all[len(all)-len(f):], f) {
+				t.Errorf("whole: checked %d -> %d, failures %q: not recorded in the Validator too", before, v.Checked(), all)
+			}
 		})
 	}
 }

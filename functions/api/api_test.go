@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/uuid"
 
+	"github.com/orderstream/orderstream/docs/openapitest"
 	"github.com/orderstream/orderstream/functions/internal/lambdatest"
 	"github.com/orderstream/orderstream/shared/config"
 	"github.com/orderstream/orderstream/shared/httpapi"
@@ -37,7 +38,8 @@ import (
 // Interface Emulator (aws-lambda-rie, what SAM runs inside its containers),
 // send it the API Gateway HTTP API (payload 2.0) events that `sam local
 // start-api` and API Gateway send, and compare every answer with what the
-// same core answers over plain HTTP, wired as the local server wires it.
+// same core answers over plain HTTP, wired as the local server wires it;
+// both sides' answers are held to docs/openapi.yaml (side.checkDoc).
 
 // rieVersion is the aws-lambda-rie the tests run (the repository tags no
 // module versions: this is the pseudo-version of its main branch that the Go
@@ -49,8 +51,17 @@ const (
 
 var bootstrap, rie string
 
+// apiDoc checks every answer of both sides against docs/openapi.yaml, as
+// the tests of shared/httpapi and local check the core's over HTTP.
+var apiDoc *openapitest.Validator
+
 func TestMain(m *testing.M) {
 	flag.Parse()
+	var err error
+	if apiDoc, err = openapitest.Load(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	if testing.Short() {
 		os.Exit(m.Run()) // no bootstrap nor aws-lambda-rie: the tests that run them skip (lambdatest.SkipShort)
 	}
@@ -73,6 +84,9 @@ func TestMain(m *testing.M) {
 		return
 	}
 	code = m.Run()
+	if testing.Verbose() {
+		fmt.Fprintf(os.Stderr, "openapitest: %d answers checked against docs/openapi.yaml\n", apiDoc.Checked())
+	}
 }
 
 // rieBinary returns aws-lambda-rie: $AWS_LAMBDA_RIE, else bin/aws-lambda-rie
@@ -258,6 +272,7 @@ func (s *side) send(t *testing.T, r request) response {
 		}
 	}
 	res := s.do(t, r, header)
+	s.checkDoc(t, r, header, res)
 	if strings.HasPrefix(res.header.Get("Content-Type"), "text/event-stream") && r.order != "" && r.lastIndex < 0 {
 		s.ids[r.order] = nil
 		for _, m := range decodeEvents(t, res.body) {
@@ -265,6 +280,24 @@ func (s *side) send(t *testing.T, r request) response {
 		}
 	}
 	return res
+}
+
+// checkDoc holds an answer to docs/openapi.yaml: status, headers, body,
+// and for an event stream every frame (a live stream read until idle may
+// end mid-frame; that frame is not checked).
+func (s *side) checkDoc(t *testing.T, r request, header map[string]string, res response) {
+	t.Helper()
+	target := r.path
+	if r.query != "" {
+		target += "?" + r.query
+	}
+	req := httptest.NewRequest(r.method, target, strings.NewReader(r.body))
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	for _, f := range apiDoc.CheckWhole(req, []byte(r.body), res.status, res.header, res.body) {
+		t.Errorf("%s: the answer does not match docs/openapi.yaml: %s", s.name, f)
+	}
 }
 
 func lambdaSide(invokeURL string) *side {
@@ -493,6 +526,7 @@ func TestAPIFunctionMatchesCore(t *testing.T) {
 		{"method not allowed", request{method: "DELETE", path: "/orders/" + o1, lastIndex: none}, 405},
 		{"unknown path", request{method: "GET", path: "/nope", lastIndex: none}, 404},
 	}
+	checked := apiDoc.Checked()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, want := lambda.send(t, tc.req), plain.send(t, tc.req)
@@ -511,6 +545,9 @@ func TestAPIFunctionMatchesCore(t *testing.T) {
 		})
 	}
 
+	if n := apiDoc.Checked() - checked; n != 2*len(cases) {
+		t.Errorf("%d answers checked against docs/openapi.yaml, want both sides' %d", n, 2*len(cases))
+	}
 	if t.Failed() {
 		t.Logf("aws-lambda-rie and bootstrap output:\n%s\n%s", proc.Stdout(), proc.Stderr())
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/orderstream/orderstream/functions/internal/lambdatest"
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/broker/redistest"
 )
 
@@ -185,7 +186,7 @@ func TestBootstrapOnRedis(t *testing.T) {
 	fnEnv := []string{"REDIS_URL=" + srv.URL(), "REDIS_KEY_PREFIX=ingest-boot:"}
 	one, two := startFunction(t, fnEnv...), startFunction(t, fnEnv...)
 	b, err := broker.NewRedis(context.Background(), broker.RedisConfig{
-		URL: srv.URL(), KeyPrefix: "ingest-boot:", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		URL: srv.URL(), KeyPrefix: "ingest-boot:", Options: brokertest.Options(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/broker/redistest"
 	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/sse"
@@ -153,14 +154,14 @@ func (s *syncBuffer) String() string {
 // on a real redis-server, each new.
 func brokers(t *testing.T, fn func(t *testing.T, env *testEnv)) {
 	t.Run("memory", func(t *testing.T) {
-		b := broker.NewMemory(broker.Options{})
+		b := broker.NewMemory(brokertest.Options())
 		t.Cleanup(func() { b.Close() })
 		fn(t, newTestEnv(t, b, nil))
 	})
 	t.Run("redis", func(t *testing.T) {
 		srv := redistest.Start(t)
 		b, err := broker.NewRedis(context.Background(), broker.RedisConfig{
-			URL: srv.URL(), KeyPrefix: "ingest-test:", Timeout: 500 * time.Millisecond,
+			URL: srv.URL(), KeyPrefix: "ingest-test:", Options: brokertest.Options(), Timeout: 500 * time.Millisecond,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		})
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 )
 
 // TestMixedBatch: one batch with good, repeated, stale, malformed and
@@ -206,7 +207,7 @@ func TestBrokerDownFailsTheBatch(t *testing.T) {
 // reported failed without being tried, rather than cut off by Lambda (which
 // would make SQS retry everything, done messages too).
 func TestDeadlineNear(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	env := newTestEnv(t, b, nil)
 	q := standardQueue()

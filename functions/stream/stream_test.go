@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -17,6 +21,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/uuid"
 
+	"github.com/orderstream/orderstream/docs/openapitest"
 	"github.com/orderstream/orderstream/functions/internal/lambdatest"
 	"github.com/orderstream/orderstream/shared/broker/redistest"
 	"github.com/orderstream/orderstream/shared/sse"
@@ -39,11 +44,21 @@ import (
 
 var bootstrap string // the built functions/stream bootstrap
 
+// apiDoc checks every answer of the function against docs/openapi.yaml (see
+// integrationResponse), as the tests of shared/httpapi and local check the
+// core's over HTTP.
+var apiDoc *openapitest.Validator
+
 func TestMain(m *testing.M) {
 	if os.Getenv(panicChildEnv) != "" {
 		os.Exit(m.Run()) // a child of TestLambdaurlPanicKillsProcess: no build
 	}
 	flag.Parse()
+	var err error
+	if apiDoc, err = openapitest.Load(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	if testing.Short() {
 		os.Exit(m.Run()) // no bootstrap: the tests that run it skip (lambdatest.SkipShort)
 	}
@@ -59,6 +74,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if testing.Verbose() {
+		fmt.Fprintf(os.Stderr, "openapitest: %d answers checked against docs/openapi.yaml\n", apiDoc.Checked())
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -158,7 +176,8 @@ type prelude struct {
 
 // integrationResponse checks that res is a complete, clean streamed HTTP
 // response (content type application/vnd.awslambda.http-integration-response:
-// JSON prelude, 8 NUL bytes, body) and splits it.
+// JSON prelude, 8 NUL bytes, body) that docs/openapi.yaml allows as the
+// answer to the invocation's event, and splits it.
 func integrationResponse(t *testing.T, res lambdatest.Result) (prelude, []byte) {
 	t.Helper()
 	if res.Kind != "response" {
@@ -174,7 +193,84 @@ func integrationResponse(t *testing.T, res lambdatest.Result) (prelude, []byte) 
 	if err != nil {
 		t.Fatalf("%v in %q", err, res.Body())
 	}
+	mismatches, err := docMismatches(res.Event, p, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mismatches {
+		t.Errorf("the answer does not match docs/openapi.yaml: %s", m)
+	}
 	return p, body
+}
+
+// docMismatches returns what docs/openapi.yaml does not allow in the answer
+// (p, body) to event.
+func docMismatches(event []byte, p prelude, body []byte) ([]string, error) {
+	req, reqBody, err := eventRequest(event)
+	if err != nil {
+		return nil, err
+	}
+	return apiDoc.CheckWhole(req, reqBody, p.StatusCode, p.header(), body), nil
+}
+
+// header is the prelude's headers as the client gets them.
+func (p prelude) header() http.Header {
+	h := http.Header{}
+	for k, v := range p.Headers {
+		h.Set(k, v)
+	}
+	for k, vs := range p.MultiValueHeaders {
+		h[http.CanonicalHeaderKey(k)] = vs
+	}
+	for _, c := range p.Cookies {
+		h.Add("Set-Cookie", c)
+	}
+	return h
+}
+
+// eventRequest is the HTTP request an event stands for, as the client sent
+// it to the function URL (payload 2.0) or to the REST API (payload 1.0),
+// and its body.
+func eventRequest(raw []byte) (*http.Request, []byte, error) {
+	var ev struct {
+		events.LambdaFunctionURLRequest
+		// A REST API's; Headers, Body and IsBase64Encoded are in both.
+		HTTPMethod        string              `json:"httpMethod"`
+		Path              string              `json:"path"`
+		MultiValueQuery   map[string][]string `json:"multiValueQueryStringParameters"`
+		MultiValueHeaders map[string][]string `json:"multiValueHeaders"`
+	}
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		return nil, nil, fmt.Errorf("the invoked event %q: %w", raw, err)
+	}
+	method, target := ev.RequestContext.HTTP.Method, ev.RawPath
+	if ev.RawQueryString != "" {
+		target += "?" + ev.RawQueryString
+	}
+	if ev.HTTPMethod != "" {
+		method, target = ev.HTTPMethod, ev.Path
+		if len(ev.MultiValueQuery) > 0 {
+			target += "?" + url.Values(ev.MultiValueQuery).Encode()
+		}
+	}
+	body := []byte(ev.Body)
+	if ev.IsBase64Encoded {
+		var err error
+		if body, err = base64.StdEncoding.DecodeString(ev.Body); err != nil {
+			return nil, nil, fmt.Errorf("the invoked event's body: %w", err)
+		}
+	}
+	req := httptest.NewRequest(method, target, bytes.NewReader(body))
+	for k, v := range ev.Headers {
+		req.Header.Set(k, v)
+	}
+	for k, vs := range ev.MultiValueHeaders {
+		req.Header[http.CanonicalHeaderKey(k)] = vs
+	}
+	if len(ev.Cookies) > 0 {
+		req.Header.Add("Cookie", strings.Join(ev.Cookies, "; "))
+	}
+	return req, body, nil
 }
 
 func splitPrelude(raw []byte) (prelude, []byte, error) {

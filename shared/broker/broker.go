@@ -107,32 +107,44 @@ func (e *IdempotencyKeyError) Error() string {
 	return fmt.Sprintf("idempotency key %q was already used for status %s, not %s", e.Key, e.Accepted, e.Requested)
 }
 
-// Options are the knobs every implementation honours.
+// Options are the knobs every implementation honours. Retention and
+// IdleExpiry are required (NewMemory panics without them, NewRedis fails):
+// their defaults are the settings' (shared/config), which say how long
+// users' orders live, so a broker never makes that choice on its own.
 type Options struct {
 	// SubscriberBuffer is how many live events may wait for a subscriber
 	// before it is dropped as too slow (default 8: more than an order's whole
-	// life, so only a reader that is stuck is ever dropped).
+	// life, so only a reader that is stuck is ever dropped). It is a tuning
+	// knob, not a setting: no user chooses it, so it keeps a default here.
 	SubscriberBuffer int
-	// Retention is how long a finished order stays readable (default 24h).
+	// Retention is how long a finished order stays readable; positive.
 	Retention time.Duration
 	// IdleExpiry is how long an order that never finishes is kept after its
-	// last event (default 30 days), so that abandoned orders do not fill
-	// the broker. The in-process broker keeps one while it has subscribers.
+	// last event, so that abandoned orders do not fill the broker; positive.
+	// The in-process broker keeps one while it has subscribers; Redis keeps
+	// one at least as long as Retention.
 	IdleExpiry time.Duration
 }
 
-// defaultIdleExpiry is Options.IdleExpiry's default.
-const defaultIdleExpiry = 30 * 24 * time.Hour
+// defaultSubscriberBuffer is Options.SubscriberBuffer's default.
+const defaultSubscriberBuffer = 8
+
+// check reports a required value that is missing: a caller's mistake, not
+// a user's (shared/config reports theirs).
+func (o Options) check() error {
+	var errs []error
+	if o.Retention <= 0 {
+		errs = append(errs, fmt.Errorf("Options.Retention must be positive, got %v", o.Retention))
+	}
+	if o.IdleExpiry <= 0 {
+		errs = append(errs, fmt.Errorf("Options.IdleExpiry must be positive, got %v", o.IdleExpiry))
+	}
+	return errors.Join(errs...)
+}
 
 func (o Options) withDefaults() Options {
 	if o.SubscriberBuffer <= 0 {
-		o.SubscriberBuffer = 8
-	}
-	if o.Retention <= 0 {
-		o.Retention = 24 * time.Hour
-	}
-	if o.IdleExpiry <= 0 {
-		o.IdleExpiry = defaultIdleExpiry
+		o.SubscriberBuffer = defaultSubscriberBuffer
 	}
 	return o
 }

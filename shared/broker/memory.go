@@ -65,8 +65,13 @@ func (o *memOrder) replay(req PublishRequest) (ev Event, ok bool, err error) {
 	return ev, ok, nil
 }
 
-// NewMemory returns an in-process broker. Close stops its janitor.
+// NewMemory returns an in-process broker. Close stops its janitor. It
+// panics on Options without their required values, as http.ServeMux does on
+// a bad pattern: nothing but a caller's mistake gets there.
 func NewMemory(opts Options) *Memory {
+	if err := opts.check(); err != nil {
+		panic("broker.NewMemory: " + err.Error())
+	}
 	m := &Memory{opts: opts.withDefaults(), now: time.Now, hub: newHub(), stop: make(chan struct{})}
 	for i := range m.shards {
 		m.shards[i].orders = make(map[uuid.UUID]*memOrder)

@@ -17,7 +17,7 @@ import (
 // broker_test); these tests look inside the in-process broker.
 
 func TestMemoryLeavesNoEntriesBehind(t *testing.T) {
-	m := NewMemory(Options{})
+	m := NewMemory(testOptions())
 	defer m.Close()
 	ctx := context.Background()
 	live := uuid.New()
@@ -41,7 +41,7 @@ func TestMemoryLeavesNoEntriesBehind(t *testing.T) {
 }
 
 func TestMemoryDroppedSubscriberIsRemoved(t *testing.T) {
-	m := NewMemory(Options{SubscriberBuffer: 1})
+	m := NewMemory(withTestOptions(Options{SubscriberBuffer: 1}))
 	defer m.Close()
 	ctx := context.Background()
 	id := uuid.New()
@@ -58,7 +58,7 @@ func TestMemoryDroppedSubscriberIsRemoved(t *testing.T) {
 }
 
 func TestMemoryClockSteppingBack(t *testing.T) {
-	m := NewMemory(Options{})
+	m := NewMemory(testOptions())
 	defer m.Close()
 	clock := time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)
 	m.now = func() time.Time { return clock }
@@ -167,7 +167,7 @@ func TestMemoryForgetsIdleOrders(t *testing.T) {
 // TestMemoryJanitorFreesIdleOrders: idle orders are freed without anyone
 // looking them up.
 func TestMemoryJanitorFreesIdleOrders(t *testing.T) {
-	m := NewMemory(Options{IdleExpiry: 20 * time.Millisecond})
+	m := NewMemory(withTestOptions(Options{IdleExpiry: 20 * time.Millisecond}))
 	defer m.Close()
 	for range 100 {
 		if _, err := m.Publish(context.Background(), uuid.New(), PublishRequest{Status: order.Created}); err != nil {
@@ -192,7 +192,7 @@ func TestMemoryJanitorFreesIdleOrders(t *testing.T) {
 // subscription made ends, with nil (finished or unsubscribed),
 // ErrSlowSubscriber or ErrClosed, and none is left in the hub.
 func TestMemorySubscribeCloseRaces(t *testing.T) {
-	m := NewMemory(Options{SubscriberBuffer: 2})
+	m := NewMemory(withTestOptions(Options{SubscriberBuffer: 2}))
 	ids := make([]uuid.UUID, 4)
 	for i := range ids {
 		ids[i] = uuid.New()

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/broker/redistest"
 	"github.com/orderstream/orderstream/shared/order"
 )
@@ -27,7 +28,7 @@ func BenchmarkPublishToReceive(b *testing.B) {
 	b.Run("Memory", func(b *testing.B) {
 		for _, n := range []int{1, 1000} {
 			b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-				m := broker.NewMemory(broker.Options{})
+				m := broker.NewMemory(brokertest.Options())
 				defer m.Close()
 				benchPublishToReceive(b, m, m, n)
 			})
@@ -101,6 +102,7 @@ func benchPublishThroughput(b *testing.B, pub broker.Broker) {
 func openRedis(b *testing.B, cfg broker.RedisConfig) *broker.Redis {
 	b.Helper()
 	cfg.KeyPrefix = "bench:"
+	cfg.Options = brokertest.Options()
 	r, err := broker.NewRedis(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)

@@ -25,15 +25,17 @@ type RedisConfig struct {
 	// with the password if any: redis://:secret@host:6379/0.
 	URL string
 	// KeyPrefix starts every key and channel the broker uses, so that
-	// deployments can share one Redis (default "orderstream:").
+	// deployments can share one Redis; required (the default is the
+	// settings', shared/config).
 	KeyPrefix string
-	// Options are the knobs every broker honours.
+	// Options are the knobs every broker honours, with their required values.
 	Options Options
 	// Logger receives connection losses and recoveries (default slog.Default()).
 	Logger *slog.Logger
 	// Timeout bounds every round trip and every dial (default 2s), so that an
 	// unreachable Redis is reported within a few seconds, and Ping fails
-	// within the 3 s the contract allows /healthz.
+	// within the 3 s the contract allows /healthz. A tuning knob, not a
+	// setting: it follows from that bound, so it keeps a default here.
 	Timeout time.Duration
 	// Cluster makes URL a seed node of a Redis Cluster (7.0 or later), with
 	// more seeds as addr=host:port query parameters, as
@@ -46,15 +48,17 @@ type RedisConfig struct {
 	// ErrUnavailable (the event may well survive; the publisher retries with
 	// its idempotency key).
 	WaitReplicas int
-	// UnfinishedTTL is how long an order that never reaches a terminal
-	// status is kept after its last event (default Options.IdleExpiry), so
-	// that abandoned orders do not fill Redis. Finished orders are kept for
-	// Options.Retention.
-	UnfinishedTTL time.Duration
 }
 
-// DefaultKeyPrefix is RedisConfig.KeyPrefix's default.
-const DefaultKeyPrefix = "orderstream:"
+// check reports a required value that is missing: a caller's mistake, not
+// a user's (shared/config reports theirs).
+func (c RedisConfig) check() error {
+	errs := []error{c.Options.check()}
+	if c.KeyPrefix == "" {
+		errs = append(errs, errors.New("RedisConfig.KeyPrefix is empty"))
+	}
+	return errors.Join(errs...)
+}
 
 const (
 	defaultRedisTimeout = 2 * time.Second
@@ -112,7 +116,7 @@ type Redis struct {
 	log           *slog.Logger
 	prefix        string
 	timeout       time.Duration
-	unfinishedTTL time.Duration
+	unfinishedTTL time.Duration // IdleExpiry, and never less than Retention
 	// publishCommand is what the script publishes live messages with.
 	publishCommand string
 	waitReplicas   int
@@ -151,32 +155,29 @@ const (
 // anyway and answers /healthz with 503: the broker keeps dialling in the
 // background, and until it gets through Publish, Latest, Subscribe and Ping
 // answer errors wrapping ErrUnavailable. It does fail at once on a malformed
-// URL or on credentials that Redis refuses, which no wait would cure.
+// URL, on credentials that Redis refuses, which no wait would cure, or on a
+// cfg without its required values.
 //
 // Close releases the broker.
 func NewRedis(ctx context.Context, cfg RedisConfig) (*Redis, error) {
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("redis broker: %w", err)
+	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = defaultRedisTimeout
-	}
-	prefix := cfg.KeyPrefix
-	if prefix == "" {
-		prefix = DefaultKeyPrefix
-	}
-	unfinished := cfg.UnfinishedTTL
-	if unfinished <= 0 {
-		unfinished = cfg.Options.withDefaults().IdleExpiry
 	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.Default()
 	}
+	opts := cfg.Options.withDefaults()
 	bgCtx, cancel := context.WithCancel(context.Background())
 	r := &Redis{
-		opts:           cfg.Options.withDefaults(),
-		prefix:         prefix,
+		opts:           opts,
+		prefix:         cfg.KeyPrefix,
 		timeout:        timeout,
-		unfinishedTTL:  max(unfinished, cfg.Options.withDefaults().Retention),
+		unfinishedTTL:  max(opts.IdleExpiry, opts.Retention),
 		publishCommand: "PUBLISH",
 		waitReplicas:   cfg.WaitReplicas,
 		ctx:            bgCtx,

@@ -26,6 +26,7 @@ func newClusterRedis(t *testing.T, c *redistest.Cluster, cfg RedisConfig) *Redis
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = "test:" + t.Name() + ":"
 	}
+	cfg.Options = withTestOptions(cfg.Options)
 	r, err := NewRedis(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)

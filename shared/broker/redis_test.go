@@ -38,6 +38,7 @@ func newTestRedis(t *testing.T, srv *redistest.Server, cfg RedisConfig) *Redis {
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = "test:" + t.Name() + ":"
 	}
+	cfg.Options = withTestOptions(cfg.Options)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -700,7 +701,7 @@ func TestRedisPassword(t *testing.T) {
 	} {
 		u, _ := url.Parse(srv.URL())
 		u.User = user
-		_, err := NewRedis(context.Background(), RedisConfig{URL: u.String()})
+		_, err := NewRedis(context.Background(), RedisConfig{URL: u.String(), KeyPrefix: "auth:", Options: testOptions()})
 		if err == nil {
 			t.Fatalf("%s: NewRedis succeeded", name)
 		}
@@ -709,7 +710,7 @@ func TestRedisPassword(t *testing.T) {
 		}
 		t.Logf("%s: %v", name, err)
 	}
-	if _, err := NewRedis(context.Background(), RedisConfig{URL: "http://" + srv.Addr()}); err == nil {
+	if _, err := NewRedis(context.Background(), RedisConfig{URL: "http://" + srv.Addr(), KeyPrefix: "auth:", Options: testOptions()}); err == nil {
 		t.Error("an http:// URL was accepted")
 	}
 }
@@ -773,7 +774,7 @@ func TestRedisKeysAndExpiry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := defaultIdleExpiry
+		want := testOptions().IdleExpiry
 		if strings.Contains(k, finished.String()) {
 			want = retention
 		}
@@ -859,7 +860,7 @@ func TestRedisCloseLeavesNoGoroutines(t *testing.T) {
 	var subs []*Subscription
 	var brokers []*Redis
 	for range 3 {
-		r, err := NewRedis(ctx, RedisConfig{URL: srv.URL(), KeyPrefix: "leak:", Logger: slog.New(slog.DiscardHandler)})
+		r, err := NewRedis(ctx, RedisConfig{URL: srv.URL(), KeyPrefix: "leak:", Options: testOptions(), Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/order"
 )
 
@@ -79,7 +80,7 @@ func claims(scope string, orders ...string) Claims {
 
 func TestAuth(t *testing.T) {
 	k := testKeys()
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	known := uuid.New()
 	b.Publish(context.Background(), known, broker.PublishRequest{Status: order.Created})
@@ -246,7 +247,7 @@ func TestAuthConfigValidate(t *testing.T) {
 // TestMisconfiguredAuthFailsClosed: a key NewServer can't use refuses every
 // protected request instead of serving them unauthenticated.
 func TestMisconfiguredAuthFailsClosed(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	// A caller that serves with the Verifier despite NewVerifier's error.
 	broken, _ := NewVerifier(AuthConfig{Secret: []byte("short")})
@@ -286,7 +287,7 @@ func TestMisconfiguredAuthFailsClosed(t *testing.T) {
 // request is refused as if it carried nothing.
 func TestAuthBehindCloudFront(t *testing.T) {
 	k := testKeys()
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	known := uuid.New()
 	b.Publish(context.Background(), known, broker.PublishRequest{Status: order.Created})

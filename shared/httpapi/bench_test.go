@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/order"
 )
 
@@ -40,7 +41,7 @@ func (w *discardWriter) Write(p []byte) (int, error) {
 func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
-			br := broker.NewMemory(broker.Options{})
+			br := broker.NewMemory(brokertest.Options())
 			defer br.Close()
 			h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), br, testConfig(Config{}))
 			var elapsed time.Duration

@@ -11,11 +11,12 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/order"
 )
 
 func TestCORS(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	done := uuid.NewString()
 	b.Publish(context.Background(), uuid.MustParse(done), broker.PublishRequest{Status: order.Delivered})

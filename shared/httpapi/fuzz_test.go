@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/order"
 )
 
@@ -21,7 +22,7 @@ import (
 // in, the answer is a known status, errors are problem+json, never a 500.
 
 func fuzzHandler(f *testing.F, cfg Config) (http.Handler, broker.Broker) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	f.Cleanup(func() { b.Close() })
 	return NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, testConfig(cfg)), b
 }

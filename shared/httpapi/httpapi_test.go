@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/order"
 	"github.com/orderstream/orderstream/shared/sse"
 )
@@ -175,7 +176,7 @@ func decodeAll(t *testing.T, body string) []sse.Message {
 // (Lambda's) still gets every event, one frame per write, and the stream
 // ends at MaxStreamDuration so its client resumes.
 func TestStreamWithoutFlusher(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, testConfig(Config{
 		HeartbeatInterval: 20 * time.Millisecond,
@@ -211,7 +212,7 @@ func TestStreamWithoutFlusher(t *testing.T) {
 }
 
 func TestHistoryOnlyReplaysAndEnds(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv, _ := newTestServer(t, b, Config{HistoryOnly: true})
 	id := uuid.New()
@@ -238,7 +239,7 @@ func TestHistoryOnlyReplaysAndEnds(t *testing.T) {
 }
 
 func TestHeadStream(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv, _ := newTestServer(t, b, Config{})
 	res, err := http.Head(srv.URL + "/orders/" + uuid.NewString() + "/stream")
@@ -285,7 +286,7 @@ func TestLastEventID(t *testing.T) {
 // TestBrokerDownAnswers503 uses a closed broker, which reports itself
 // unavailable: every endpoint that needs it says 503 with Retry-After.
 func TestBrokerDownAnswers503(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	srv, _ := newTestServer(t, b, Config{})
 	b.Close()
 	id := uuid.NewString()
@@ -312,7 +313,7 @@ func TestBrokerDownAnswers503(t *testing.T) {
 // TestSlowBodyTimesOut: a client that trickles its body is answered 408
 // rather than holding the handler.
 func TestSlowBodyIsRefused(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv, _ := newTestServer(t, b, Config{})
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
@@ -336,7 +337,7 @@ func TestSlowBodyIsRefused(t *testing.T) {
 // defaults here (they are shared/config's); a Config without them is a
 // caller's mistake, said at once rather than served with a heartbeat of 0.
 func TestNewServerRequiresStreamSettings(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	for _, tc := range []struct {
 		name string

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 )
 
 // postEvent publishes status to the order with the given Idempotency-Key
@@ -34,7 +35,7 @@ func postEvent(t *testing.T, url, id, status string, keys ...string) (int, strin
 }
 
 func TestIdempotencyKey(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv, _ := newTestServer(t, b, Config{})
 

@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 )
 
 const testIssuer = "https://idp.example/pool-1"
@@ -341,7 +342,7 @@ func TestJWKSThroughServer(t *testing.T) {
 	k := testKeys()
 	p := newIDP(t)
 	p.serve(map[string]*rsa.PrivateKey{"a": k.rsa})
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	v := verifier(t, AuthConfig{JWKSURL: p.url(), Issuer: testIssuer, Audience: "orderstream"})
 	if n := p.fetches.Load(); n != 0 {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 )
 
 func TestClientAddr(t *testing.T) {
@@ -108,7 +109,7 @@ func TestStreamLimits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := broker.NewMemory(broker.Options{})
+			b := broker.NewMemory(brokertest.Options())
 			defer b.Close()
 			reg := prometheus.NewRegistry()
 			tt.cfg.Metrics = reg
@@ -151,7 +152,7 @@ func TestStreamLimits(t *testing.T) {
 	}
 
 	t.Run("clients behind a trusted proxy", func(t *testing.T) {
-		b := broker.NewMemory(broker.Options{})
+		b := broker.NewMemory(brokertest.Options())
 		defer b.Close()
 		srv, _ := newTestServer(t, b, Config{MaxStreamsPerClient: 1, TrustedProxies: trusted})
 		url := srv.URL + "/orders/" + uuid.NewString() + "/stream"
@@ -168,7 +169,7 @@ func TestStreamLimits(t *testing.T) {
 	})
 
 	t.Run("X-Forwarded-For from an untrusted peer", func(t *testing.T) {
-		b := broker.NewMemory(broker.Options{})
+		b := broker.NewMemory(brokertest.Options())
 		defer b.Close()
 		srv, _ := newTestServer(t, b, Config{MaxStreamsPerClient: 1})
 		url := srv.URL + "/orders/" + uuid.NewString() + "/stream"

@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/order"
 	"github.com/orderstream/orderstream/shared/sse"
 )
@@ -62,7 +63,7 @@ func hasLabel(m *dto.Metric, name, value string) bool {
 }
 
 func TestMetrics(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	reg := prometheus.NewRegistry()
 	srv, logs := newTestServer(t, b, Config{Metrics: reg})
@@ -149,7 +150,9 @@ func TestMetrics(t *testing.T) {
 // TestMetricsSlowSubscriberDropped: a subscriber whose buffer fills is
 // counted when its stream ends.
 func TestMetricsSlowSubscriberDropped(t *testing.T) {
-	b := broker.NewMemory(broker.Options{SubscriberBuffer: 1})
+	opts := brokertest.Options()
+	opts.SubscriberBuffer = 1
+	b := broker.NewMemory(opts)
 	defer b.Close()
 	reg := prometheus.NewRegistry()
 	h := NewServer(discardLogger(), b, testConfig(Config{Metrics: reg, HeartbeatInterval: time.Hour}))
@@ -180,7 +183,7 @@ func TestMetricsSlowSubscriberDropped(t *testing.T) {
 }
 
 func TestNoMetricsRouteByDefault(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv, _ := newTestServer(t, b, Config{})
 	res, err := http.Get(srv.URL + "/metrics")
@@ -196,7 +199,7 @@ func TestNoMetricsRouteByDefault(t *testing.T) {
 // TestTwoServersShareOneRegistry: a second NewServer on the same registry
 // (a restart in tests, two handlers in one process) reuses the series.
 func TestTwoServersShareOneRegistry(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	reg := prometheus.NewRegistry()
 	NewServer(discardLogger(), b, testConfig(Config{Metrics: reg}))

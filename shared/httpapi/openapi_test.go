@@ -20,6 +20,7 @@ import (
 	"github.com/orderstream/orderstream/docs"
 	"github.com/orderstream/orderstream/docs/openapitest"
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/order"
 	"github.com/orderstream/orderstream/shared/sse"
 )
@@ -49,7 +50,7 @@ func (l *routeList) Handle(pattern string, _ http.Handler) { *l = append(*l, pat
 // on here (Metrics); GET patterns answer HEAD too, which the document says
 // once for all.
 func TestOpenAPIListsEveryRoute(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	cfg := testConfig(Config{Metrics: prometheus.NewRegistry()})
 	var routes routeList
@@ -92,7 +93,7 @@ func TestOpenAPIContract(t *testing.T) {
 
 	// The answer to a body that never arrives (408) takes bodyReadTimeout:
 	// start it first and collect it last.
-	plainB := broker.NewMemory(broker.Options{})
+	plainB := broker.NewMemory(brokertest.Options())
 	defer plainB.Close()
 	plain, _ := newTestServer(t, plainB, Config{Metrics: prometheus.NewRegistry()})
 	slow := make(chan int, 1)
@@ -112,20 +113,20 @@ func TestOpenAPIContract(t *testing.T) {
 	}()
 	pw.Write([]byte(`{"sta`))
 
-	down := broker.NewMemory(broker.Options{})
+	down := broker.NewMemory(brokertest.Options())
 	downSrv, _ := newTestServer(t, down, Config{})
 	down.Close()
-	limitsB := broker.NewMemory(broker.Options{})
+	limitsB := broker.NewMemory(brokertest.Options())
 	defer limitsB.Close()
 	limited, _ := newTestServer(t, limitsB, Config{MaxStreamsPerClient: 1})
-	authB := broker.NewMemory(broker.Options{})
+	authB := broker.NewMemory(brokertest.Options())
 	defer authB.Close()
 	authed, _ := newTestServer(t, authB, Config{Metrics: prometheus.NewRegistry(), Auth: verifier(t, AuthConfig{Secret: k.secret, Cookie: testCookie})})
 	// A caller that serves with the Verifier despite NewVerifier's error.
 	vanished, _ := NewVerifier(AuthConfig{PublicKeyFile: filepath.Join(t.TempDir(), "vanished.pem")})
 	broken, _ := newTestServer(t, authB, Config{Metrics: prometheus.NewRegistry(), Auth: vanished})
 	corsSrv, _ := newTestServer(t, plainB, Config{CORSAllowedOrigins: []string{"https://shop.example"}})
-	drainB := broker.NewMemory(broker.Options{})
+	drainB := broker.NewMemory(brokertest.Options())
 	defer drainB.Close()
 	var shuttingDown atomic.Bool
 	draining, _ := newTestServer(t, drainB, Config{ShuttingDown: shuttingDown.Load})
@@ -342,12 +343,12 @@ func TestOpenAPIContract(t *testing.T) {
 // TestOpenAPIContractCanFail: the real server's answers, checked against a
 // document changed in one place, fail where the change says otherwise.
 func TestOpenAPIContractCanFail(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv, _ := newTestServer(t, b, Config{})
 	finished := uuid.New()
 	b.Publish(context.Background(), finished, broker.PublishRequest{Status: order.Delivered})
-	down := broker.NewMemory(broker.Options{})
+	down := broker.NewMemory(brokertest.Options())
 	downSrv, _ := newTestServer(t, down, Config{})
 	down.Close()
 

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/order"
 )
 
@@ -40,7 +41,7 @@ func TestPaddingBlock(t *testing.T) {
 // streams are held to the same in shared/socketstreams.
 func TestFlushPadding(t *testing.T) {
 	const n = 2048
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	pad := paddingBlock(n)
 	cfg := Config{FlushPadding: n, HeartbeatInterval: 30 * time.Millisecond}

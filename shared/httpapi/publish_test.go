@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/order"
 )
 
@@ -53,7 +54,7 @@ func TestPublishInputCheck(t *testing.T) {
 // TestPublishOutcomes: Publish answers the broker's refusals as the broker
 // gives them, so that each caller (HTTP, queue) can map them.
 func TestPublishOutcomes(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	ctx := context.Background()
 	str := func(s string) *string { return &s }

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 )
 
 // A stream that stays in its handler (Lambda, HTTP/2, HTTP/1.0, off Linux)
@@ -35,7 +36,7 @@ func TestIdleInHandlerStreamStackStaysSmall(t *testing.T) {
 		runtime.ReadMemStats(&m)
 		return int64(m.StackInuse)
 	}
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, testConfig(Config{})))
 	defer srv.Close()

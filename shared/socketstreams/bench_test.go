@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/order"
 	"github.com/orderstream/orderstream/shared/sse"
@@ -39,7 +40,7 @@ func BenchmarkFanoutVsRawTCP(b *testing.B) {
 				mode = "in-handler"
 			}
 			b.Run(fmt.Sprintf("subs=%d/%s", n, mode), func(b *testing.B) {
-				br := broker.NewMemory(broker.Options{})
+				br := broker.NewMemory(brokertest.Options())
 				defer br.Close()
 				logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 				cfg := testConfig(httpapi.Config{})
@@ -247,7 +248,7 @@ func benchIdleStreamMemory(b *testing.B, n int, detach bool, inUse func() int64,
 		}
 		ln.Close()
 
-		br := broker.NewMemory(broker.Options{})
+		br := broker.NewMemory(brokertest.Options())
 		logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 		cfg := testConfig(httpapi.Config{})
 		streams := New(logger, cfg, Options{Register: detach})

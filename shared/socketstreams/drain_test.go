@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/order"
 	"github.com/orderstream/orderstream/shared/sse"
@@ -98,7 +99,7 @@ func readUntilEnd(res *http.Response, dec *sse.Decoder, c drainClient, out chan<
 func TestDrainSpreadsStreamEnds(t *testing.T) {
 	bothWays(t, func(t *testing.T, detach bool) {
 		const window = 2 * time.Second
-		b := broker.NewMemory(broker.Options{})
+		b := broker.NewMemory(brokertest.Options())
 		defer b.Close()
 		srv, _, streams := detachServer(t, b, httpapi.Config{HeartbeatInterval: time.Hour}, detach, nil)
 		id := uuid.New()

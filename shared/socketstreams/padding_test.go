@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/order"
 )
@@ -26,7 +27,7 @@ import (
 // the stream still decodes to exactly the events published.
 func TestFlushPadding(t *testing.T) {
 	const n = 2048
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	cfg := testConfig(httpapi.Config{FlushPadding: n, HeartbeatInterval: 30 * time.Millisecond})
 	pad := cfg.KeepAlive()[len(": keep-alive\n\n"):] // the padding block alone

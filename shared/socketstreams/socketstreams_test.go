@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/order"
 	"github.com/orderstream/orderstream/shared/sse"
@@ -90,7 +91,7 @@ func bothWays(t *testing.T, test func(t *testing.T, detach bool)) {
 
 func TestDetachedStreamDeliversAndEnds(t *testing.T) {
 	bothWays(t, func(t *testing.T, detach bool) {
-		b := broker.NewMemory(broker.Options{})
+		b := broker.NewMemory(brokertest.Options())
 		defer b.Close()
 		srv, logs, _ := detachServer(t, b, httpapi.Config{HeartbeatInterval: 20 * time.Millisecond}, detach, nil)
 		id := uuid.New()
@@ -170,7 +171,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // fail.
 func TestDetachedClientLeaves(t *testing.T) {
 	bothWays(t, func(t *testing.T, detach bool) {
-		b := broker.NewMemory(broker.Options{})
+		b := broker.NewMemory(brokertest.Options())
 		defer b.Close()
 		srv, _, _ := detachServer(t, b, httpapi.Config{MaxStreamsPerClient: 1, HeartbeatInterval: time.Hour}, detach, nil)
 		path := "/orders/" + uuid.NewString() + "/stream"
@@ -211,7 +212,9 @@ func TestDetachedClientLeaves(t *testing.T) {
 // publishers are never held up.
 func TestStalledReaderIsCutOff(t *testing.T) {
 	bothWays(t, func(t *testing.T, detach bool) {
-		b := broker.NewMemory(broker.Options{SubscriberBuffer: 1})
+		opts := brokertest.Options()
+		opts.SubscriberBuffer = 1
+		b := broker.NewMemory(opts)
 		defer b.Close()
 		srv, logs, _ := detachServer(t, b, httpapi.Config{
 			HeartbeatInterval: time.Millisecond, // fills the buffers fast
@@ -278,7 +281,7 @@ func TestStalledReaderIsCutOff(t *testing.T) {
 // TestRegisteredCyclesLeakNothing opens and drops ten thousand registered
 // streams: no descriptor, goroutine or registry entry is left behind.
 func TestRegisteredCyclesLeakNothing(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv, _, s := detachServer(t, b, httpapi.Config{HeartbeatInterval: time.Hour}, true, nil)
 	reg := s.reg
@@ -335,7 +338,7 @@ func settled() int {
 // TestDetachedStreamsEndAtShutdown: End ends detached streams with a clean
 // end, and they are all closed soon after (Close's wait returns).
 func TestDetachedStreamsEndAtShutdown(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv, _, s := detachServer(t, b, httpapi.Config{}, true, nil)
 	var bodies []io.ReadCloser
@@ -375,7 +378,7 @@ func TestDetachedStreamsEndAtShutdown(t *testing.T) {
 // TestDetachHTTP10: net/http sends an HTTP/1.0 body unchunked, so such a
 // stream stays in its handler and its body is plain SSE to the end.
 func TestDetachHTTP10(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv, _, _ := detachServer(t, b, httpapi.Config{}, true, nil)
 	id := uuid.New()
@@ -417,7 +420,7 @@ func TestDetachHTTP10(t *testing.T) {
 // frees its place, both ways.
 func TestStreamLifetimeEndsAtFrameBoundary(t *testing.T) {
 	bothWays(t, func(t *testing.T, detach bool) {
-		b := broker.NewMemory(broker.Options{})
+		b := broker.NewMemory(brokertest.Options())
 		defer b.Close()
 		srv, _, _ := detachServer(t, b, httpapi.Config{
 			HeartbeatInterval:   5 * time.Millisecond,
@@ -480,7 +483,7 @@ func (h panickyHandler) Handle(ctx context.Context, rec slog.Record) error {
 // outside net/http's recovery) ends that stream only: it is logged, its
 // place is given back, the process and the other streams go on.
 func TestRegisteredCloseHookPanicIsContained(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	doomed, other := uuid.New(), uuid.New()
 	logs := &syncBuffer{}

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/httpapi"
 )
 
@@ -36,7 +37,7 @@ func TestIdleWrappedStreamStackStaysSmall(t *testing.T) {
 		runtime.ReadMemStats(&m)
 		return int64(m.StackInuse)
 	}
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := testConfig(httpapi.Config{})

@@ -160,6 +160,7 @@ func (rt *Runtime) Invoke(event []byte, deadline time.Time) *Invocation {
 		Event:    event,
 		Deadline: deadline,
 		Queued:   time.Now(),
+		res:      Result{Event: event},
 		changed:  make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -318,6 +319,7 @@ type Invocation struct {
 
 // Result is what the runtime sent back for an invocation, so far.
 type Result struct {
+	Event            []byte      // the invocation's payload, what the answer answers
 	Taken            time.Time   // when the runtime's /next received the event
 	Kind             string      // "response" or "error", once its POST arrived
 	Started          time.Time   // when that POST arrived

@@ -22,6 +22,15 @@ import (
 // Open returns a fresh broker with opts; the suite closes it.
 type Open func(t *testing.T, opts broker.Options) broker.Broker
 
+// Options are the required broker options with values for tests (a
+// broker takes no defaults; the service's are shared/config's): long enough
+// that nothing expires unless a test says so, and each different, so that
+// a test can tell which one an expiry came from. Tests that open a broker
+// themselves start from these too.
+func Options() broker.Options {
+	return broker.Options{Retention: time.Hour, IdleExpiry: 10 * time.Hour}
+}
+
 // wait bounds every wait for an event: generous, since the machines are
 // shared and a broker may deliver through a network.
 const wait = 10 * time.Second
@@ -153,7 +162,7 @@ func statuses(evs []broker.Event) []order.Status {
 }
 
 func testLatestUnknown(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	if _, err := b.Latest(context.Background(), uuid.New()); !errors.Is(err, broker.ErrNotFound) {
 		t.Fatalf("got %v, want ErrNotFound", err)
 	}
@@ -163,7 +172,7 @@ func testLatestUnknown(t *testing.T, open Open) {
 }
 
 func testPublishAndLatest(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	id := uuid.New()
 	before := time.Now().Add(-time.Minute)
 	ev := publish(t, b, id, order.Packed) // an order may start anywhere
@@ -189,7 +198,7 @@ func testPublishAndLatest(t *testing.T, open Open) {
 }
 
 func testTransitions(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	for _, from := range append([]order.Status{0}, order.Statuses()...) {
 		for _, to := range order.Statuses() {
 			id := uuid.New()
@@ -217,7 +226,7 @@ func testTransitions(t *testing.T, open Open) {
 }
 
 func testOrdering(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	// Several orders published back to back, so many events share a millisecond.
 	for range 20 {
 		id := uuid.New()
@@ -238,7 +247,7 @@ func testOrdering(t *testing.T, open Open) {
 }
 
 func testHistoryThenLive(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	id := uuid.New()
 	var all []broker.Event
 	for _, s := range happyPath[:2] {
@@ -259,7 +268,7 @@ func testHistoryThenLive(t *testing.T, open Open) {
 }
 
 func testResumeFromEveryID(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	for _, path := range [][]order.Status{happyPath, {order.Created, order.Packed, order.Cancelled}} {
 		id := uuid.New()
 		var all []broker.Event
@@ -284,7 +293,7 @@ func testResumeFromEveryID(t *testing.T, open Open) {
 }
 
 func testResumeMidway(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	id := uuid.New()
 	var all []broker.Event
 	for _, s := range happyPath[:3] {
@@ -312,7 +321,7 @@ func testResumeMidway(t *testing.T, open Open) {
 }
 
 func testSubscribeBeforeFirst(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	id := uuid.New()
 	sub := subscribe(t, b, id, broker.EventID{})
 	if len(sub.History) != 0 || sub.Finished {
@@ -329,7 +338,7 @@ func testSubscribeBeforeFirst(t *testing.T, open Open) {
 // land on every side of every event: each must see exactly the events after
 // its position, whether they came as history or live.
 func testManySubscribers(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	const subscribers = 200
 	for _, id := range []uuid.UUID{uuid.New(), uuid.New()} {
 		var wg sync.WaitGroup
@@ -365,7 +374,7 @@ func testManySubscribers(t *testing.T, open Open) {
 }
 
 func testRacingPublishers(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	const racers = 16
 	id := uuid.New()
 	// Each round, every racer asks for the same next status or a competing
@@ -414,7 +423,9 @@ func testRacingPublishers(t *testing.T, open Open) {
 }
 
 func testSlowSubscriber(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{SubscriberBuffer: 1})
+	opts := Options()
+	opts.SubscriberBuffer = 1
+	b := openBroker(t, open, opts)
 	id := uuid.New()
 	stuck := subscribe(t, b, id, broker.EventID{})
 	var all []broker.Event
@@ -448,7 +459,7 @@ func testSlowSubscriber(t *testing.T, open Open) {
 }
 
 func testCycles(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	id := uuid.New()
 	publish(t, b, id, order.Created)
 	// A broker may open a connection per node on first use (one per master
@@ -492,7 +503,9 @@ func settle() {
 
 func testRetention(t *testing.T, open Open) {
 	const retention = 300 * time.Millisecond
-	b := openBroker(t, open, broker.Options{Retention: retention})
+	opts := Options()
+	opts.Retention = retention
+	b := openBroker(t, open, opts)
 	finished, ongoing := uuid.New(), uuid.New()
 	publish(t, b, finished, order.Created)
 	publish(t, b, finished, order.Cancelled)
@@ -521,7 +534,7 @@ func testRetention(t *testing.T, open Open) {
 }
 
 func testClose(t *testing.T, open Open) {
-	b := open(t, broker.Options{})
+	b := open(t, Options())
 	id := uuid.New()
 	publish(t, b, id, order.Created)
 	sub, err := b.Subscribe(context.Background(), id, broker.EventID{})
@@ -558,7 +571,7 @@ func publishKeyed(t *testing.T, b broker.Broker, id uuid.UUID, s order.Status, k
 // testIdempotentRetries: a retried request answers its first event, however
 // far the order moved since, and appends nothing.
 func testIdempotentRetries(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	id := uuid.New()
 	sub := subscribe(t, b, id, broker.EventID{})
 	created := publishKeyed(t, b, id, order.Created, "create-1")
@@ -590,7 +603,7 @@ func testIdempotentRetries(t *testing.T, open Open) {
 }
 
 func testIdempotencyKeyConflict(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	id := uuid.New()
 	first := publishKeyed(t, b, id, order.Created, "k")
 	_, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Packed, IdempotencyKey: "k"})
@@ -608,7 +621,7 @@ func testIdempotencyKeyConflict(t *testing.T, open Open) {
 // testConcurrentRetries: copies of one request racing each other make one
 // event, and every copy answers it.
 func testConcurrentRetries(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	const copies = 16
 	for _, s := range happyPath[:3] {
 		id := uuid.New()
@@ -641,7 +654,7 @@ func testConcurrentRetries(t *testing.T, open Open) {
 }
 
 func testMalformedKey(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	id := uuid.New()
 	for _, key := range []string{"with space", "new\nline", string(make([]byte, broker.MaxIdempotencyKeyLen+1)), "\x7f", "é"} {
 		if _, err := b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Created, IdempotencyKey: key}); !errors.Is(err, broker.ErrBadIdempotencyKey) {
@@ -681,7 +694,7 @@ func (r *recorder) events() []broker.Event {
 // order's events once and in order, across history, the channel, the
 // buffered events Handover passes on and what the new Subscriber gets.
 func testHandover(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	const orders, subscribers = 8, 25
 	var wg sync.WaitGroup
 	var handedOver atomic.Int64 // live handovers, not ErrNotLive
@@ -759,7 +772,7 @@ func testHandover(t *testing.T, open Open) {
 // testHandoverAfterEnd: a subscription already ended refuses the handover
 // and keeps its events; Close after a handover ends the new Subscriber once.
 func testHandoverAfterEnd(t *testing.T, open Open) {
-	b := openBroker(t, open, broker.Options{})
+	b := openBroker(t, open, Options())
 	id := uuid.New()
 	publish(t, b, id, order.Created)
 	sub := subscribe(t, b, id, broker.EventID{})
