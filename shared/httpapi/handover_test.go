@@ -196,7 +196,7 @@ func TestDetacherRefuses(t *testing.T) {
 		{"pipelined", false, true, http.StatusBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := broker.NewMemory(broker.Options{})
+			b := broker.NewMemory(brokertest.Options())
 			defer b.Close()
 			logs := &syncBuffer{}
 			reg := prometheus.NewRegistry()

@@ -303,7 +303,7 @@ func benchIdleStreamMemory(b *testing.B, n int, detach bool, inUse func() int64,
 //	go test -run='^$' -bench=Connect -benchtime=5x ./shared/socketstreams/
 func BenchmarkConnect(b *testing.B) {
 	const n, clients = 1000, 16
-	br := broker.NewMemory(broker.Options{})
+	br := broker.NewMemory(brokertest.Options())
 	defer br.Close()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := testConfig(httpapi.Config{})

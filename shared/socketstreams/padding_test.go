@@ -89,7 +89,7 @@ func TestFlushPadding(t *testing.T) {
 // events would pass that allowance and cut it.
 func TestPaddedStreamParksWithoutBeingCut(t *testing.T) {
 	const padding = 128 << 10 // six of them: 768 KiB, past the 256 KiB a parked socket may hold
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	reg := prometheus.NewRegistry()
 	srv, _, s := detachServer(t, b, httpapi.Config{FlushPadding: padding, Metrics: reg}, true,

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderstream/orderstream/shared/broker"
+	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/httpapi"
 	"github.com/orderstream/orderstream/shared/order"
 	"github.com/orderstream/orderstream/shared/sse"
@@ -73,7 +74,7 @@ func problemOf(t *testing.T, res *http.Response, body string) (status int, detai
 // subscription or hand-over (nothing is left of it).
 func TestStreamRequestWithBodyIsRefused(t *testing.T) {
 	bothWays(t, func(t *testing.T, detach bool) {
-		b := broker.NewMemory(broker.Options{})
+		b := broker.NewMemory(brokertest.Options())
 		defer b.Close()
 		srv, logs, s := detachServer(t, b, httpapi.Config{}, detach, nil)
 		addr := srv.Listener.Addr().String()
@@ -105,7 +106,7 @@ func TestStreamRequestWithBodyIsRefused(t *testing.T) {
 // unseen: the stream is refused with a 400 that says why, and the
 // connection closed, its bytes read first so that the answer is not reset.
 func TestPipelinedRequestBehindStream(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv, logs, s := detachServer(t, b, httpapi.Config{}, true, nil)
 	id := uuid.New()
@@ -149,7 +150,7 @@ func TestRefusedStreamClosesItsConnection(t *testing.T) {
 	for _, by := range []string{"MAX_STREAMS", "descriptors"} {
 		t.Run(by, func(t *testing.T) {
 			bothWays(t, func(t *testing.T, detach bool) {
-				b := broker.NewMemory(broker.Options{})
+				b := broker.NewMemory(brokertest.Options())
 				defer b.Close()
 				cfg := httpapi.Config{Metrics: prometheus.NewRegistry()}
 				if by == "MAX_STREAMS" {
@@ -192,7 +193,7 @@ func TestRefusedStreamClosesItsConnection(t *testing.T) {
 // no descriptor left for its duplicate) still gets an answer, a 503 with
 // Retry-After on the connection, and gives everything back.
 func TestRegisterFailureIsAnswered(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv, logs, s := detachServer(t, b, httpapi.Config{}, true, nil)
 	s.reg.Close()
@@ -217,7 +218,7 @@ func TestRegisterFailureIsAnswered(t *testing.T) {
 // and the terminal event ends them all with a clean end; the group goes
 // with the last of them.
 func TestOrderGroup(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv, _, s := detachServer(t, b, httpapi.Config{}, true, nil)
 	id := uuid.New()
@@ -291,7 +292,7 @@ func TestOrderGroup(t *testing.T) {
 // after its request is ended and counted as dropped (too_much_input),
 // while the order's other streams go on.
 func TestFloodingClientIsDropped(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	reg := prometheus.NewRegistry()
 	srv, _, s := detachServer(t, b, httpapi.Config{Metrics: reg}, true, nil)

@@ -554,7 +554,7 @@ func (h blockingHandler) Handle(ctx context.Context, rec slog.Record) error {
 // its own: one that blocks, writing its log line, holds up no other
 // stream's events, and no other stream's close.
 func TestBlockingCloseHookDelaysNoOtherStream(t *testing.T) {
-	b := broker.NewMemory(broker.Options{})
+	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	doomed, other := uuid.New(), uuid.New()
 	logs := &syncBuffer{}
