@@ -51,10 +51,12 @@ var scenarios = []struct {
 	params  map[string]any
 	secrets map[string]string // the container's Secrets: name -> ValueFrom
 	reads   map[string][]string
+	env     map[string]string // settings the parameters name: "" for must be absent
 }{
 	{"Redis URL in Secrets Manager, defaults", with(map[string]any{"RedisUrlSecret": secretARN}),
 		map[string]string{"REDIS_URL": secretARN},
-		map[string][]string{"secretsmanager:GetSecretValue": {secretARN}}},
+		map[string][]string{"secretsmanager:GetSecretValue": {secretARN}},
+		map[string]string{"AUTH_JWT_SECRET": "", "AUTH_JWKS_URL": "", "AUTH_JWT_ISSUER": "", "CORS_ALLOWED_ORIGINS": ""}},
 	{"Redis URL and JWT secret in SSM, a customer KMS key, cluster, 2m lifetime", with(map[string]any{
 		"RedisUrlSecret": "/orderstream/redis-url", "Auth": "secret", "AuthJwtSecretRef": "/orderstream/jwt-secret",
 		"SecretsKmsKeyArn": keyARN, "RedisCluster": "true", "StreamLifetime": "2m",
@@ -66,13 +68,29 @@ var scenarios = []struct {
 		map[string][]string{
 			"ssm:GetParameters": {"arn:aws:ssm:eu-west-1:123456789012:parameter/orderstream/redis-url", "arn:aws:ssm:eu-west-1:123456789012:parameter/orderstream/jwt-secret"},
 			"kms:Decrypt":       {keyARN},
-		}},
+		},
+		map[string]string{"AUTH_JWKS_URL": "", "REDIS_CLUSTER": "true"}},
 	{"plain Redis without a password, public key in Secrets Manager, x86, 15m lifetime", with(map[string]any{
 		"RedisUrl": "rediss://cache.example:6379/0", "Auth": "public-key", "AuthJwtPublicKeyRef": jwtARN,
 		"CpuArchitecture": "X86_64", "StreamLifetime": "15m", "AllowedOrigins": "https://shop.example",
 	}),
 		map[string]string{"AUTH_JWT_PUBLIC_KEY": jwtARN},
-		map[string][]string{"secretsmanager:GetSecretValue": {jwtARN}}},
+		map[string][]string{"secretsmanager:GetSecretValue": {jwtARN}},
+		map[string]string{"CORS_ALLOWED_ORIGINS": "https://shop.example", "AUTH_JWKS_URL": "", "AUTH_JWT_ISSUER": ""}},
+	{"an identity provider's rotating keys (Cognito), tokens for one app", with(map[string]any{
+		"RedisUrlSecret": secretARN, "Auth": "jwks",
+		"AuthJwksUrl":     "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC/.well-known/jwks.json",
+		"AuthJwtIssuer":   "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC",
+		"AuthJwtAudience": "shop-app",
+	}),
+		map[string]string{"REDIS_URL": secretARN},
+		map[string][]string{"secretsmanager:GetSecretValue": {secretARN}},
+		map[string]string{
+			"AUTH_JWKS_URL":     "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC/.well-known/jwks.json",
+			"AUTH_JWT_ISSUER":   "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC",
+			"AUTH_JWT_AUDIENCE": "shop-app",
+			"AUTH_JWT_SECRET":   "", "AUTH_JWT_PUBLIC_KEY": "",
+		}},
 }
 
 func (tpl template) only(t *testing.T, typ string) (string, resource) {
@@ -294,6 +312,11 @@ func TestCrossLayerRules(t *testing.T) {
 			}
 
 			checkSecrets(t, tpl, c, env, sc.secrets, sc.reads)
+			for name, want := range sc.env {
+				if got, ok := env[name]; got != want || ok != (want != "") {
+					t.Errorf("environment %s = %q (set: %v), want %q", name, got, ok, want)
+				}
+			}
 			checkScaling(t, tpl, env)
 
 			// Logs kept, and the container's go to them.
