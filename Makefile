@@ -48,6 +48,7 @@ test: deps fmt-check vet test-go fuzz-short $(TEST_TARGETS)
 # passed is not run again. make test passes no -short and skips nothing.
 test-fast:
 	$(GO) test -race -short ./...
+	cd deploy && $(GO) test -short ./...
 	@echo "test-fast: system tests skipped by -short (go test -short -v ./... | grep SKIP lists them); make test runs everything"
 
 # Tests keep what they save with t.ArtifactDir (the browser test's
