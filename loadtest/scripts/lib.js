@@ -1,5 +1,7 @@
 // Shared by the orderstream load scripts: settings from -e variables, URLs.
 
+import crypto from "k6/crypto";
+
 // BASE is the service under test: the local server `make loadtest` starts,
 // or a deployment (TARGET=https://... make loadtest).
 export const BASE = (__ENV.BASE || "http://127.0.0.1:8080").replace(/\/+$/, "");
@@ -35,6 +37,13 @@ export function ms(name, def) {
 export const streamURL = (id) => `${BASE}/orders/${id}/stream`;
 export const simulateURL = (id, interval) => `${BASE}/orders/${id}/simulate?interval=${interval}`;
 
+// bodyHeaders are a write's headers: its body's SHA-256, which a function
+// URL behind CloudFront (origin access control signs the request) needs and
+// every other deployment ignores.
+export function bodyHeaders(body, headers = {}) {
+  return Object.assign({ "x-amz-content-sha256": crypto.sha256(body || "", "hex") }, headers);
+}
+
 export const trendStats = ["avg", "min", "med", "p(95)", "p(99)", "max"];
 
 // Statuses a simulation publishes: Created through Delivered.
@@ -56,6 +65,7 @@ export async function startSimulations(http, orders, interval, spreadMs) {
     if (wait > 1) await sleepAsync(wait);
     pending.push(
       http.asyncRequest("POST", simulateURL(orders[i], interval), null, {
+        headers: bodyHeaders(""),
         tags: { name: "POST /orders/{id}/simulate" },
         timeout: "120s",
       }),

@@ -12,7 +12,7 @@ import sse from "k6/x/sse";
 import http from "k6/http";
 import exec from "k6/execution";
 import { check, sleep } from "k6";
-import { BASE, int, ms, trendStats, STATUSES_PER_ORDER, subscribersAndPublisher, newOrders, subscribeUntilDone } from "./lib.js";
+import { BASE, int, ms, trendStats, STATUSES_PER_ORDER, subscribersAndPublisher, newOrders, subscribeUntilDone, bodyHeaders } from "./lib.js";
 
 const S = int("S", 15000);
 const K = Math.max(1, Math.min(int("K", 1500), S));
@@ -53,8 +53,9 @@ export async function subscribe(data) {
 function publishOnce(id, status) {
   const url = `${BASE}/orders/${id}`;
   for (let attempt = 0; attempt < 150; attempt++) {
-    const res = http.post(`${url}/events`, JSON.stringify({ status }), {
-      headers: { "Content-Type": "application/json" },
+    const body = JSON.stringify({ status });
+    const res = http.post(`${url}/events`, body, {
+      headers: bodyHeaders(body, { "Content-Type": "application/json" }),
       tags: { name: "POST /orders/{id}/events" },
       responseCallback: http.expectedStatuses(201, 409, 502, 503, 504),
     });
