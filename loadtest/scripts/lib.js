@@ -1,6 +1,6 @@
 // Shared by the orderstream load scripts: settings from -e variables, URLs.
 
-import crypto from "k6/crypto";
+import { sha256 } from "k6/crypto";
 
 // BASE is the service under test: the local server `make loadtest` starts,
 // or a deployment (TARGET=https://... make loadtest).
@@ -41,7 +41,7 @@ export const simulateURL = (id, interval) => `${BASE}/orders/${id}/simulate?inte
 // URL behind CloudFront (origin access control signs the request) needs and
 // every other deployment ignores.
 export function bodyHeaders(body, headers = {}) {
-  return Object.assign({ "x-amz-content-sha256": crypto.sha256(body || "", "hex") }, headers);
+  return Object.assign({ "x-amz-content-sha256": sha256(body || "", "hex") }, headers);
 }
 
 export const trendStats = ["avg", "min", "med", "p(95)", "p(99)", "max"];
