@@ -70,7 +70,7 @@ type loop struct {
 	touched  []*Socket
 	// ends holds the sockets whose last frame is written, to be ended
 	// once the job or batch at hand has written to every socket it is for
-	// (deferEnds); see endLater.
+	// (deferEnds); see endDeferred.
 	ends      []*Socket
 	deferEnds bool
 	batches   [][][]byte // spare batch arrays
@@ -523,14 +523,12 @@ func (l *loop) deliver(s *Socket, frames [][]byte, now int64, end bool, firstLen
 // endDeferred ends the sockets whose last frame a group's End (or a
 // batch) has written, now that it has written to all of them. Ending a
 // stream costs a shutdown(2), its close hook's hand-over and, soon after,
-// its client's EOF to read and a close(2): done socket by socket between
-// the writes, that work (and the clients' own closing, on the same cores)
-// held up the terminal event of every later member, so that an order's
-// last subscribers read it after thousands of shutdowns (p99 of the
-// terminal event 2-3x the raw loop's at 10,000 subscribers, which ends
-// its streams in a second pass too). Nothing can reach a socket in between:
-// its state is ending, so no frame or heartbeat goes out, and no epoll event
-// is handled until the loop is done with the job or batch.
+// its client's EOF to read and a close(2): done between the writes, that
+// work (and the clients' own closing, on the same cores) would hold up
+// the terminal event of every later member, and an order's last
+// subscribers would read it after thousands of shutdowns. Nothing can
+// reach a socket in between: its state is ending, so no frame or heartbeat
+// goes out, and no epoll event is handled until the job or batch is done.
 func (l *loop) endDeferred(now int64) {
 	l.deferEnds = false
 	for i, s := range l.ends {
@@ -738,11 +736,10 @@ func (l *loop) close(s *Socket, why Reason, now int64) {
 	// The hook goes with the call, and the socket lets go of it: a closed
 	// socket stays in its loop's heartbeat wheel until its slot comes
 	// round (up to Options.Heartbeat) and in its group's lists until they
-	// are compacted, and through the hook it kept the caller's whole stream
-	// alive (its subscription, request, handler state), so that under churn
-	// the live heap held every stream ended in the last heartbeat interval
-	// (16.7 MB just after rounds of 1,000 streams at a 5 s heartbeat, 2.6 MB
-	// once the wheel came round), and the heap goal, and the RSS, with it.
+	// are compacted, and through the hook it would keep the caller's whole
+	// stream alive (subscription, request, handler state): under churn,
+	// every stream ended in the last heartbeat interval, and the heap goal
+	// and the RSS with them.
 	r.hooks.post(closeCall{s: s, hook: s.onClose, why: why, sent: s.sent})
 	s.onClose = nil
 }
