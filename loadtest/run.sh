@@ -402,8 +402,14 @@ pinning() {
 serve_fresh() {
 	case $1 in
 	orderstream) start "$2.$1" env ADDR=127.0.0.1:0 HEARTBEAT_INTERVAL="$HEARTBEAT_INTERVAL" SHUTDOWN_DRAIN=0s "${SERVER_PIN[@]}" "$SERVER" ;;
+	# Another build of orderstream, loadtest/bin/orderstream-NAME (a commit
+	# before a change, say), in a column of its own: the same run measures
+	# both builds against the same raw forms.
+	orderstream-*)
+		[ -x "$here/bin/$1" ] || { echo "loadtest: SERVERS has $1, but loadtest/bin/$1 is missing" >&2; exit 2; }
+		start "$2.$1" env ADDR=127.0.0.1:0 HEARTBEAT_INTERVAL="$HEARTBEAT_INTERVAL" SHUTDOWN_DRAIN=0s "${SERVER_PIN[@]}" "$here/bin/$1" ;;
 	raw-*) start "$2.$1" "${SERVER_PIN[@]}" "$BASELINE" serve -heartbeat "$HEARTBEAT_INTERVAL" -shape "${1#raw-}" ;;
-	*) echo "loadtest: SERVERS takes orderstream, raw-goroutine, raw-writev and raw-loop, not $1" >&2; exit 2 ;;
+	*) echo "loadtest: SERVERS takes orderstream, orderstream-NAME (loadtest/bin/orderstream-NAME), raw-goroutine, raw-writev and raw-loop, not $1" >&2; exit 2 ;;
 	esac
 }
 

@@ -2,9 +2,11 @@ package sockets
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -167,5 +169,99 @@ func TestGroupAddOfAnEndedSocket(t *testing.T) {
 	g.End(nil)
 	if st := r.Stats(); st.Registered != 0 || st.Gone != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// An order's end reaches all its subscribers before any of them is ended:
+// a loop writes the last frame to every member of a Group.End (alone, or
+// in a burst the loop takes as one batch) and only then shuts each down,
+// so the last member's client does not wait for the others' shutdowns.
+// Every client still reads all its frames, the last one, and a clean EOF
+// (no reset, even with bytes of its own left unread), and nothing that
+// comes after the end.
+func TestGroupEndWritesEveryLastFrameBeforeEndingAny(t *testing.T) {
+	for _, burst := range []bool{false, true} {
+		name := "alone"
+		if burst {
+			name = "in a burst"
+		}
+		t.Run(name, func(t *testing.T) {
+			var (
+				mu         sync.Mutex
+				ms         []member
+				endedEarly []string
+				checks     int
+			)
+			// On the loop, as it ends one of its sockets: none of its
+			// other members may still be waiting for its last frame.
+			ending := func(s *Socket) {
+				mu.Lock()
+				defer mu.Unlock()
+				checks++
+				for i, m := range ms {
+					if m.s.l == s.l && m.s.state == open {
+						endedEarly = append(endedEarly, fmt.Sprintf("member %d still open as another one ends", i))
+					}
+				}
+			}
+			r := newRegistry(t, Options{Writers: 2, Heartbeat: time.Hour, ending: ending})
+			ln := listen(t)
+			all := members(t, r, ln, 120)
+			g := r.NewGroup()
+			for i, m := range all {
+				g.Add(m.s)
+				if i%7 == 0 { // bytes the server never reads before it ends the stream
+					if _, err := m.c.Write([]byte("unread\r\n")); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			mu.Lock()
+			ms = all
+			mu.Unlock()
+
+			var want []byte
+			if burst { // queued while the loops are busy: each takes them as one batch
+				var releases []func()
+				for _, l := range r.loops {
+					releases = append(releases, holdLoop(t, l))
+				}
+				for i := range 3 {
+					want = append(want, frame(i)...)
+					g.Broadcast(frame(i))
+				}
+				g.End([]byte("end\n"))
+				for _, release := range releases {
+					release()
+				}
+			} else {
+				g.End([]byte("end\n"))
+			}
+			want = append(want, "end\n"...)
+			g.Broadcast(frame(9)) // after the end: reaches no one
+
+			for i, m := range all {
+				_ = m.c.SetReadDeadline(time.Now().Add(patience))
+				got, err := io.ReadAll(m.c)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Errorf("member %d read %q, %v; want %q and EOF", i, got, err, want)
+				}
+				if why := reason(t, m.closed, patience); why != Ended {
+					t.Errorf("member %d closed with %v, want %v", i, why, Ended)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if checks != len(all) {
+				t.Errorf("%d members ended, want %d", checks, len(all))
+			}
+			if len(endedEarly) > 0 {
+				t.Errorf("%d times a member was ended before another had its last frame; first: %s", len(endedEarly), endedEarly[0])
+			}
+			waitFor(t, "the ended members to leave", func() bool { return g.Len() == 0 })
+			if st := r.Stats(); st.Registered != 0 || st.Ended != uint64(len(all)) {
+				t.Errorf("stats %+v, want 0 registered, %d ended", st, len(all))
+			}
+		})
 	}
 }

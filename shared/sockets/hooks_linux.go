@@ -5,6 +5,7 @@ import "sync"
 // closeCall is a stream's end, for its hook.
 type closeCall struct {
 	s    *Socket
+	hook func(Reason, int64)
 	why  Reason
 	sent int64
 }
@@ -14,8 +15,8 @@ func (c closeCall) run() {
 	if g := c.s.group.Load(); g != nil {
 		g.leave(c.s)
 	}
-	if c.s.onClose != nil {
-		c.s.onClose(c.why, c.sent)
+	if c.hook != nil {
+		c.hook(c.why, c.sent)
 	}
 }
 

@@ -68,16 +68,21 @@ type loop struct {
 	lingerN  int       // sockets lingering
 	spare    []job
 	touched  []*Socket
-	batches  [][][]byte // spare batch arrays
-	due      []*Socket
-	iov      []unix.Iovec
-	one      [1][]byte
-	buf      []byte
-	events   []unix.EpollEvent
-	mostRead int // the most bytes read from one socket in one wakeup, for tests
-	polled   int // events in events
-	pollErr  error
-	ready    func(uintptr) bool // epollNow, for the RawConn
+	// ends holds the sockets whose last frame is written, to be ended
+	// once the job or batch at hand has written to every socket it is for
+	// (deferEnds); see endDeferred.
+	ends      []*Socket
+	deferEnds bool
+	batches   [][][]byte // spare batch arrays
+	due       []*Socket
+	iov       []unix.Iovec
+	one       [1][]byte
+	buf       []byte
+	events    []unix.EpollEvent
+	mostRead  int // the most bytes read from one socket in one wakeup, for tests
+	polled    int // events in events
+	pollErr   error
+	ready     func(uintptr) bool // epollNow, for the RawConn
 }
 
 // Reading: a wakeup reads at most readsPerWake times readBuf bytes from a
@@ -366,11 +371,13 @@ func (l *loop) do(j *job, now int64) {
 			l.deliver(j.one, l.frame(j.frame), now, end, 0)
 			return
 		}
+		l.deferEnds = end
 		for _, s := range j.socks {
 			if !j.mixed || s.l == l {
 				l.deliver(s, l.frame(j.frame), now, end, 0)
 			}
 		}
+		l.endDeferred(now)
 	case jobCut:
 		l.close(j.one, TooSlow, now)
 	case jobCall:
@@ -419,6 +426,7 @@ func (l *loop) batch(jobs []job, now int64) {
 			calls = append(calls, j.call)
 		}
 	}
+	l.deferEnds = true
 	for _, s := range l.touched {
 		l.deliver(s, s.batch, now, s.batchEnd && !s.batchCut, s.batchFirst)
 		if s.batchCut {
@@ -432,6 +440,7 @@ func (l *loop) batch(jobs []job, now int64) {
 	}
 	clear(l.touched)
 	l.touched = l.touched[:0]
+	l.endDeferred(now)
 	for _, f := range calls {
 		f()
 	}
@@ -500,11 +509,33 @@ func (l *loop) deliver(s *Socket, frames [][]byte, now int64, end bool, firstLen
 	}
 	why := l.send(s, frames, now, firstLen)
 	if why == none && s.state == ending && s.pending.empty() {
+		if l.deferEnds {
+			l.ends = append(l.ends, s)
+			return
+		}
 		why = Ended
 	}
 	if why != none {
 		l.close(s, why, now)
 	}
+}
+
+// endDeferred ends the sockets whose last frame a group's End (or a
+// batch) has written, now that it has written to all of them. Ending a
+// stream costs a shutdown(2), its close hook's hand-over and, soon after,
+// its client's EOF to read and a close(2): done between the writes, that
+// work (and the clients' own closing, on the same cores) would hold up
+// the terminal event of every later member, and an order's last
+// subscribers would read it after thousands of shutdowns. Nothing can
+// reach a socket in between: its state is ending, so no frame or heartbeat
+// goes out, and no epoll event is handled until the job or batch is done.
+func (l *loop) endDeferred(now int64) {
+	l.deferEnds = false
+	for i, s := range l.ends {
+		l.close(s, Ended, now)
+		l.ends[i] = nil
+	}
+	l.ends = l.ends[:0]
 }
 
 // rawWritev is writev(2) without the runtime's syscall bookkeeping: the
@@ -670,6 +701,9 @@ func (l *loop) close(s *Socket, why Reason, now int64) {
 		return
 	}
 	r := l.r
+	if why == Ended && r.opts.ending != nil {
+		r.opts.ending(s)
+	}
 	parked := s.since != 0
 	if parked {
 		l.unpark(s, false)
@@ -699,7 +733,15 @@ func (l *loop) close(s *Socket, why Reason, now int64) {
 	} else {
 		l.release(s)
 	}
-	r.hooks.post(closeCall{s: s, why: why, sent: s.sent})
+	// The hook goes with the call, and the socket lets go of it: a closed
+	// socket stays in its loop's heartbeat wheel until its slot comes
+	// round (up to Options.Heartbeat) and in its group's lists until they
+	// are compacted, and through the hook it would keep the caller's whole
+	// stream alive (subscription, request, handler state): under churn,
+	// every stream ended in the last heartbeat interval, and the heap goal
+	// and the RSS with them.
+	r.hooks.post(closeCall{s: s, hook: s.onClose, why: why, sent: s.sent})
+	s.onClose = nil
 }
 
 // release closes s's descriptor, which also takes it out of the epoll set

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"weak"
 )
 
 // patience bounds every wait in these tests: far beyond what a loaded box
@@ -777,4 +778,45 @@ func TestNewRequiresStreamSettings(t *testing.T) {
 			t.Errorf("New(%+v): %v, want an error naming %s", tc.opts, err, tc.want)
 		}
 	}
+}
+
+// An ended stream's state, which its close hook holds, is not kept alive
+// by the registry, though the closed socket stays in its loop's heartbeat
+// wheel until its slot comes round: under churn the wheel held every
+// stream ended within the last heartbeat interval, and the heap (and the
+// server's RSS) grew with it.
+func TestEndedSocketLetsGoOfItsStream(t *testing.T) {
+	r := newRegistry(t, Options{Heartbeat: time.Hour})
+	ln := listen(t)
+	c, srv := connect(t, ln, 0)
+	defer c.Close()
+	closed := make(chan Reason, 1)
+	// The caller's stream, as its hook holds it: made in a function of
+	// its own, so that only the hook refers to it.
+	hook := func() (func(Reason, int64), weak.Pointer[[4 << 10]byte]) {
+		state := new([4 << 10]byte)
+		return func(why Reason, _ int64) {
+			state[0]++
+			closed <- why
+		}, weak.Make(state)
+	}
+	onClose, held := hook()
+	s, err := r.Register(srv, Registration{OnClose: onClose})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.End([]byte("end\n"))
+	if why := reason(t, closed, patience); why != Ended {
+		t.Fatalf("closed with %v, want %v", why, Ended)
+	}
+	inWheel := 0
+	onLoops(t, r, func(l *loop) { inWheel += l.wheel.size() })
+	if inWheel == 0 {
+		t.Fatal("the ended socket has left the wheel already: this test needs it there")
+	}
+	waitFor(t, "the ended stream's state to be collected", func() bool {
+		runtime.GC()
+		return held.Value() == nil
+	})
+	runtime.KeepAlive(s)
 }

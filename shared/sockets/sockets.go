@@ -53,6 +53,11 @@ type Options struct {
 	// probes on its socket, so an idle one is found too. Zero leaves the
 	// kernel's defaults (about 15 minutes of retransmissions).
 	PeerTimeout time.Duration
+
+	// ending, if set, runs on a socket's loop as the loop ends it after its
+	// last frame (Ended), before the shutdown: tests look at the loop's
+	// other sockets then.
+	ending func(*Socket)
 }
 
 // check reports the required options that are missing.
