@@ -250,6 +250,12 @@ func (p *parsing) crossCheck() []error {
 		if err := broker.CheckRedisURL(b.RedisURL, b.RedisCluster); err != nil {
 			errs = append(errs, fmt.Errorf("REDIS_URL (REDIS_CLUSTER=%t): %w", b.RedisCluster, err))
 		}
+		// Every key needs one: without it orders sit among the
+		// database's other keys, where another application may take
+		// them (the flag's empty value is a value, not the default).
+		if b.RedisKeyPrefix == "" {
+			errs = append(errs, errors.New("REDIS_KEY_PREFIX (-redis-key-prefix) is empty: every key of this deployment needs a prefix (the default is orderstream:)"))
+		}
 	}
 	// The Redis broker keeps an unfinished order at least as long as a
 	// finished one; say so rather than quietly stretch a shorter setting.

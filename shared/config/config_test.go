@@ -153,6 +153,10 @@ func TestFlagsOverrideEnv(t *testing.T) {
 	if _, err := FromArgs([]string{"x", "-heartbeat", ""}, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "-heartbeat") {
 		t.Fatalf("an empty -heartbeat: %v, want an error naming it", err)
 	}
+	// An empty key prefix would put the orders among the database's other keys.
+	if _, err := FromArgs([]string{"x", "-redis-key-prefix", ""}, env(map[string]string{"REDIS_URL": "redis://h:6379"}), io.Discard); err == nil || !strings.Contains(err.Error(), "-redis-key-prefix") {
+		t.Fatalf("an empty -redis-key-prefix with Redis: %v, want an error naming it", err)
+	}
 	if _, err := FromArgs([]string{"x", "-h"}, env(nil), io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v, want flag.ErrHelp", err)
 	}
