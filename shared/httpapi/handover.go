@@ -58,9 +58,9 @@ type Handover struct {
 	w     http.ResponseWriter
 	r     *http.Request
 	path  string // the request's, for a refusal's problem
-	http1 bool   // HTTP/1.x: a refusal closes the connection
 	line  detachedLine
-	done  bool // Closed or Refuse has run
+	http1 bool // HTTP/1.x: a refusal closes the connection
+	done  bool // Closed or Refuse has run (beside http1: an idle stream keeps a Handover)
 	// end, if set by EndWith, ends a stream kept in its handler.
 	end <-chan struct{}
 }
@@ -77,7 +77,13 @@ func (st *stream) offer(logger *slog.Logger, cfg *Config, w http.ResponseWriter,
 	}
 	setHeaders(w.Header())
 	st.h = Handover{st: st, logger: logger, cfg: cfg, w: w, r: r, path: r.URL.Path, http1: r.ProtoMajor == 1}
-	return d.Detach(&st.h)
+	if !d.Detach(&st.h) {
+		return false
+	}
+	// Refuse is only called within Detach: the path, a piece of the request
+	// line net/http read, is not kept for the life of the stream.
+	st.h.path = ""
+	return true
 }
 
 // EndWith, called within a Detach that keeps the stream in its handler
@@ -106,21 +112,22 @@ func (h *Handover) MaxDuration() time.Duration { return h.cfg.MaxStreamDuration 
 func (h *Handover) Begin(b []byte) []byte {
 	st := h.st
 	h.line = detachLine(h.w, h.r)
+	h.line.forgetPath(st.id)
 	h.w, h.r = nil, nil
 	st.m.streamOpened()
 	st.opened = true
 	// Encoded straight into b, as history() sends them in a handler.
-	b = append(sse.AppendRetry(b, h.cfg.retry()), st.padding...)
+	b = append(sse.AppendRetry(b, h.cfg.retry()), h.cfg.padding...)
 	for _, ev := range st.sub.History {
 		var err error
-		if b, err = appendEvent(b, ev, st.padding); err != nil {
+		if b, err = appendEvent(b, ev, h.cfg.padding); err != nil {
 			break // cannot happen for a broker's events; b is as it was before ev
 		}
 		st.m.eventDelivered(ev.Update.Timestamp, false)
 	}
 	// What only the handler needed goes, so an idle stream keeps no more
 	// than its subscription and its log line.
-	st.buf, st.sub.History = nil, nil
+	st.sub.History = nil
 	return b
 }
 
@@ -129,7 +136,7 @@ func (h *Handover) Begin(b []byte) []byte {
 // order's streams. An error cannot happen for a broker's events; ending
 // the stream is the safe answer to one (its client resumes).
 func (h *Handover) Frame(ev broker.Event) ([]byte, error) {
-	return appendEvent(nil, ev, h.st.padding)
+	return appendEvent(nil, ev, h.cfg.padding)
 }
 
 // Delivered records that ev went live to n streams of this server.
@@ -155,7 +162,7 @@ func (h *Handover) Closed(sent int64, dropped string) {
 		h.st.m.subscriberDropped(dropped)
 	}
 	h.st.close()
-	h.line.write(0, sent)
+	h.line.write(0, sent, h.st.id)
 }
 
 // The reasons Closed takes for a dropped stream, besides the broker's
@@ -200,7 +207,7 @@ func (h *Handover) Refuse(w http.ResponseWriter, status int, detail string) {
 		h.st.m.streamRejected("instance")
 	}
 	h.st.close()
-	h.line.write(status, cw.n)
+	h.line.write(status, cw.n, h.st.id)
 }
 
 // countingWriter counts the body bytes written through it.

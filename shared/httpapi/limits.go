@@ -79,19 +79,21 @@ func (l *streamLimits) acquire(r *http.Request, id uuid.UUID) (place *limitPlace
 	if l.maxPerOrder > 0 {
 		l.perOrder[id]++
 	}
-	return &limitPlace{l: l, client: client, order: id}, nil
+	return &limitPlace{l: l, client: client}, nil
 }
 
-// limitPlace is one stream's place under the limits.
+// limitPlace is one stream's place under the limits. A stream that leaves
+// its handler keeps it until it closes: its order is the stream's (release
+// is given it), so the place is 48 bytes rather than 64.
 type limitPlace struct {
 	l        *streamLimits
 	client   netip.Prefix
-	order    uuid.UUID
 	released bool // under l.mu
 }
 
-// release gives the place back, once; a nil place has nothing to give.
-func (p *limitPlace) release() {
+// release gives back the place of a stream of order, once; a nil place
+// has nothing to give.
+func (p *limitPlace) release(order uuid.UUID) {
 	if p == nil {
 		return
 	}
@@ -107,7 +109,7 @@ func (p *limitPlace) release() {
 		decrement(l.perClient, p.client)
 	}
 	if l.maxPerOrder > 0 {
-		decrement(l.perOrder, p.order)
+		decrement(l.perOrder, order)
 	}
 }
 

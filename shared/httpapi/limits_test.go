@@ -189,5 +189,5 @@ func TestNoLimitsByDefault(t *testing.T) {
 	if refused != nil || place != nil {
 		t.Fatal(place, refused)
 	}
-	place.release() // nothing to give back, and no panic
+	place.release(uuid.Nil) // nothing to give back, and no panic
 }
