@@ -88,7 +88,7 @@ func handleStream(logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, 
 type stream struct {
 	id     uuid.UUID
 	sub    *broker.Subscription
-	place  *limitPlace    // the stream's place under the limits (nil: none counted)
+	place  limitPlace     // the stream's place under the limits
 	out    *handlerWriter // a stream served in its handler writes here (with its frame buffer and padding)
 	m      *metrics
 	opened bool // counted as an open stream
