@@ -24,12 +24,13 @@ const (
 )
 
 // Memory, from docs/performance.md's figures: RSS per idle registered stream
-// (2.3-2.4 KiB, 19,500 streams) and the idle process (about 14 MiB). The
+// (1.89-1.94 KiB at 19,500 streams, rounded up) and the idle process (about
+// 14 MiB). The
 // kernel's socket, inode, file and epoll entries per connection are charged
 // to the container's cgroup too and are not in RSS: 3.9 KiB measured here
 // by cmd/socketmem (deploy/README.md, "Capacity").
 const (
-	RSSPerStream    = 2.4 * 1024
+	RSSPerStream    = 2.0 * 1024
 	KernelPerStream = 4 * 1024
 	IdleProcess     = 16 << 20
 )

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"math"
 
 	"github.com/google/uuid"
 )
@@ -65,7 +66,7 @@ func (s *Subscription) Handover(next func(buffered []Event) Subscriber) error {
 }
 
 func newSubscription(buffer int) *Subscription {
-	return &Subscription{live: &chanSubscriber{buffer: buffer}}
+	return &Subscription{live: &chanSubscriber{buffer: int32(min(buffer, math.MaxInt32))}}
 }
 
 // Events delivers live events. It is closed after the order's terminal event,
@@ -106,10 +107,12 @@ func (s *Subscription) Close() {
 // added, the broker's); err is read only once events is closed.
 type chanSubscriber struct {
 	events chan Event // made by the first Deliver, End or Events: see channel
-	buffer int        // events's capacity
 	err    error
-	closed bool
 	next   Subscriber // after Handover: where events go instead
+	// A stream handed over keeps its chanSubscriber (the hub's key) for
+	// life: with these two together it is 48 bytes, not 64.
+	buffer int32 // events's capacity
+	closed bool
 }
 
 // channel returns events, making it if there is none yet. A subscription

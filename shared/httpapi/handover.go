@@ -53,16 +53,25 @@ type Handover struct {
 	st     *stream
 	logger *slog.Logger
 	cfg    *Config
-	// The handler's writer and request, until Begin: the log line is found
-	// under w, and neither is kept while the stream lives.
-	w     http.ResponseWriter
-	r     *http.Request
-	path  string // the request's, for a refusal's problem
-	http1 bool   // HTTP/1.x: a refusal closes the connection
+	// req is what only Detach uses: the handler's writer and request and
+	// the request's path. Apart, so that a stream that leaves its handler
+	// keeps 8 bytes of it rather than 40 (an idle stream keeps its
+	// Handover); nil once Detach has returned.
+	req   *handoverReq
 	line  detachedLine
-	done  bool // Closed or Refuse has run
+	http1 bool // HTTP/1.x: a refusal closes the connection
+	done  bool // Closed or Refuse has run (beside http1: an idle stream keeps a Handover)
 	// end, if set by EndWith, ends a stream kept in its handler.
 	end <-chan struct{}
+}
+
+// handoverReq is a Handover's request while it is offered.
+type handoverReq struct {
+	// The handler's writer and request, until Begin: the log line is found
+	// under w, and neither is kept while the stream lives.
+	w    http.ResponseWriter
+	r    *http.Request
+	path string // the request's, for a refusal's problem (Refuse is called within Detach)
 }
 
 // offer offers st to the Detacher on w, if there is one and live events
@@ -76,8 +85,13 @@ func (st *stream) offer(logger *slog.Logger, cfg *Config, w http.ResponseWriter,
 		return false
 	}
 	setHeaders(w.Header())
-	st.h = Handover{st: st, logger: logger, cfg: cfg, w: w, r: r, path: r.URL.Path, http1: r.ProtoMajor == 1}
-	return d.Detach(&st.h)
+	st.h = Handover{st: st, logger: logger, cfg: cfg, http1: r.ProtoMajor == 1,
+		req: &handoverReq{w: w, r: r, path: r.URL.Path}}
+	ok := d.Detach(&st.h)
+	// Refuse is only called within Detach: the path, a piece of the request
+	// line net/http read, is not kept for the life of the stream.
+	st.h.req = nil
+	return ok
 }
 
 // EndWith, called within a Detach that keeps the stream in its handler
@@ -105,22 +119,23 @@ func (h *Handover) MaxDuration() time.Duration { return h.cfg.MaxStreamDuration 
 // edge can make them one write with its own (a response head).
 func (h *Handover) Begin(b []byte) []byte {
 	st := h.st
-	h.line = detachLine(h.w, h.r)
-	h.w, h.r = nil, nil
+	h.line = detachLine(h.req.w, h.req.r)
+	h.line.forgetPath(st.id)
+	h.req.w, h.req.r = nil, nil
 	st.m.streamOpened()
 	st.opened = true
 	// Encoded straight into b, as history() sends them in a handler.
-	b = append(sse.AppendRetry(b, h.cfg.retry()), st.padding...)
+	b = append(sse.AppendRetry(b, h.cfg.retry()), h.cfg.padding...)
 	for _, ev := range st.sub.History {
 		var err error
-		if b, err = appendEvent(b, ev, st.padding); err != nil {
+		if b, err = appendEvent(b, ev, h.cfg.padding); err != nil {
 			break // cannot happen for a broker's events; b is as it was before ev
 		}
 		st.m.eventDelivered(ev.Update.Timestamp, false)
 	}
 	// What only the handler needed goes, so an idle stream keeps no more
 	// than its subscription and its log line.
-	st.buf, st.sub.History = nil, nil
+	st.sub.History = nil
 	return b
 }
 
@@ -129,7 +144,7 @@ func (h *Handover) Begin(b []byte) []byte {
 // order's streams. An error cannot happen for a broker's events; ending
 // the stream is the safe answer to one (its client resumes).
 func (h *Handover) Frame(ev broker.Event) ([]byte, error) {
-	return appendEvent(nil, ev, h.st.padding)
+	return appendEvent(nil, ev, h.cfg.padding)
 }
 
 // Delivered records that ev went live to n streams of this server.
@@ -155,7 +170,7 @@ func (h *Handover) Closed(sent int64, dropped string) {
 		h.st.m.subscriberDropped(dropped)
 	}
 	h.st.close()
-	h.line.write(0, sent)
+	h.line.write(0, sent, h.st.id)
 }
 
 // The reasons Closed takes for a dropped stream, besides the broker's
@@ -186,21 +201,25 @@ func (h *Handover) Refuse(w http.ResponseWriter, status int, detail string) {
 		return
 	}
 	h.done = true
-	if h.w != nil { // not begun: the log line is still the handler's
-		h.line = detachLine(h.w, h.r)
-		h.w, h.r = nil, nil
+	var path string
+	if req := h.req; req != nil { // nil only if called after Detach, which it must not be
+		path = req.path
+		if req.w != nil { // not begun: the log line is still the handler's
+			h.line = detachLine(req.w, req.r)
+			req.w, req.r = nil, nil
+		}
 	}
 	w.Header().Del("X-Accel-Buffering") // the stream's, set before Detach
 	if h.http1 {
 		w.Header().Set("Connection", "close")
 	}
 	cw := &countingWriter{ResponseWriter: w}
-	writeProblemBody(cw, problem{Status: status, Detail: detail, Instance: h.path})
+	writeProblemBody(cw, problem{Status: status, Detail: detail, Instance: path})
 	if status == http.StatusServiceUnavailable {
 		h.st.m.streamRejected("instance")
 	}
 	h.st.close()
-	h.line.write(status, cw.n)
+	h.line.write(status, cw.n, h.st.id)
 }
 
 // countingWriter counts the body bytes written through it.

@@ -46,11 +46,11 @@ type limitRefusal struct {
 }
 
 // acquire takes a place for a stream of order id from r's client, or says
-// which limit is full. The place (nil when nothing is counted) must be
-// given back with release once the stream ends.
-func (l *streamLimits) acquire(r *http.Request, id uuid.UUID) (place *limitPlace, refused *limitRefusal) {
+// which limit is full. The place (the zero limitPlace when nothing is
+// counted) must be given back with release once the stream ends.
+func (l *streamLimits) acquire(r *http.Request, id uuid.UUID) (place limitPlace, refused *limitRefusal) {
 	if l == nil {
-		return nil, nil
+		return limitPlace{}, nil
 	}
 	// Only what a limit is set for is counted: the instance's cap alone
 	// (the local server's default, from its open-file limit) costs a
@@ -63,13 +63,13 @@ func (l *streamLimits) acquire(r *http.Request, id uuid.UUID) (place *limitPlace
 	defer l.mu.Unlock()
 	switch {
 	case l.maxTotal > 0 && l.total >= l.maxTotal:
-		return nil, &limitRefusal{"instance", http.StatusServiceUnavailable,
+		return limitPlace{}, &limitRefusal{"instance", http.StatusServiceUnavailable,
 			"this instance is serving as many streams as it may; try again shortly"}
 	case l.maxPerClient > 0 && l.perClient[client] >= l.maxPerClient:
-		return nil, &limitRefusal{"client", http.StatusTooManyRequests,
+		return limitPlace{}, &limitRefusal{"client", http.StatusTooManyRequests,
 			"too many streams open from your address; close one or try again later"}
 	case l.maxPerOrder > 0 && l.perOrder[id] >= l.maxPerOrder:
-		return nil, &limitRefusal{"order", http.StatusServiceUnavailable,
+		return limitPlace{}, &limitRefusal{"order", http.StatusServiceUnavailable,
 			"this order has as many subscribers as it may on this instance; try again shortly"}
 	}
 	l.total++
@@ -79,23 +79,31 @@ func (l *streamLimits) acquire(r *http.Request, id uuid.UUID) (place *limitPlace
 	if l.maxPerOrder > 0 {
 		l.perOrder[id]++
 	}
-	return &limitPlace{l: l, client: client, order: id}, nil
+	place = limitPlace{l: l}
+	if l.maxPerClient > 0 {
+		c := client // on the heap only here
+		place.client = &c
+	}
+	return place, nil
 }
 
-// limitPlace is one stream's place under the limits.
+// limitPlace is one stream's place under the limits, part of its stream,
+// which a stream that leaves its handler keeps until it closes: 16 bytes
+// there. Its order is the stream's (release is given it) and its client's
+// key (32 bytes) is kept only where a per-client limit counts it.
 type limitPlace struct {
-	l        *streamLimits
-	client   netip.Prefix
-	order    uuid.UUID
-	released bool // under l.mu
+	l        *streamLimits // nil: nothing counted
+	client   *netip.Prefix // with a per-client limit
+	released bool          // under l.mu
 }
 
-// release gives the place back, once; a nil place has nothing to give.
-func (p *limitPlace) release() {
-	if p == nil {
+// release gives back the place of a stream of order, once; the zero place
+// has nothing to give.
+func (p *limitPlace) release(order uuid.UUID) {
+	l := p.l
+	if l == nil {
 		return
 	}
-	l := p.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if p.released {
@@ -104,10 +112,10 @@ func (p *limitPlace) release() {
 	p.released = true
 	l.total--
 	if l.maxPerClient > 0 {
-		decrement(l.perClient, p.client)
+		decrement(l.perClient, *p.client)
 	}
 	if l.maxPerOrder > 0 {
-		decrement(l.perOrder, p.order)
+		decrement(l.perOrder, order)
 	}
 }
 

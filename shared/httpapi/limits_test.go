@@ -186,8 +186,8 @@ func TestNoLimitsByDefault(t *testing.T) {
 	}
 	var l *streamLimits
 	place, refused := l.acquire(httptest.NewRequest("GET", "/", nil), uuid.New())
-	if refused != nil || place != nil {
+	if refused != nil || place != (limitPlace{}) {
 		t.Fatal(place, refused)
 	}
-	place.release() // nothing to give back, and no panic
+	place.release(uuid.Nil) // nothing to give back, and no panic
 }

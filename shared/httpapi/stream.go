@@ -86,14 +86,12 @@ func handleStream(logger *slog.Logger, b broker.Broker, cfg Config, m *metrics, 
 
 // stream is one open event stream.
 type stream struct {
-	id      uuid.UUID
-	sub     *broker.Subscription
-	place   *limitPlace    // the stream's place under the limits (nil: none counted)
-	out     *handlerWriter // a stream served in its handler writes here
-	buf     []byte         // the frame being encoded (in-handler)
-	padding []byte         // Config.FlushPadding's block, sent after each frame
-	m       *metrics
-	opened  bool // counted as an open stream
+	id     uuid.UUID
+	sub    *broker.Subscription
+	place  limitPlace     // the stream's place under the limits
+	out    *handlerWriter // a stream served in its handler writes here (with its frame buffer and padding)
+	m      *metrics
+	opened bool // counted as an open stream
 	// h is the stream as offered to a Detacher, if one was: part of the
 	// stream, so that offering it costs no allocation of its own.
 	h Handover
@@ -132,11 +130,11 @@ func openStream(logger *slog.Logger, b broker.Broker, cfg *Config, m *metrics, l
 	}
 	sub, err := b.Subscribe(r.Context(), id, after)
 	if err != nil {
-		place.release()
+		place.release(id)
 		writeBrokerError(logger, m, "subscribe", w, r, err)
 		return nil
 	}
-	return &stream{id: id, sub: sub, place: place, m: m, padding: cfg.padding}
+	return &stream{id: id, sub: sub, place: place, m: m}
 }
 
 func (st *stream) close() {
@@ -144,7 +142,7 @@ func (st *stream) close() {
 		st.m.streamClosed()
 	}
 	st.sub.Close()
-	st.place.release()
+	st.place.release(st.id)
 }
 
 // setHeaders sets the stream's response headers, each to a value shared by
@@ -178,7 +176,7 @@ func (st *stream) begin(cfg *Config, w http.ResponseWriter, r *http.Request) boo
 	}
 	// Only a stream served here writes through the handler's writer: one a
 	// Detacher takes never makes it.
-	st.out = &handlerWriter{w: w, rc: http.NewResponseController(w), timeout: cfg.WriteTimeout, m: st.m}
+	st.out = &handlerWriter{w: w, rc: http.NewResponseController(w), timeout: cfg.WriteTimeout, m: st.m, padding: cfg.padding}
 	st.m.streamOpened()
 	st.opened = true
 	return st.history(cfg)
@@ -187,7 +185,7 @@ func (st *stream) begin(cfg *Config, w http.ResponseWriter, r *http.Request) boo
 // history sends the retry: field and the history; it reports whether live
 // events follow.
 func (st *stream) history(cfg *Config) bool {
-	st.buf = sse.AppendRetry(st.buf[:0], cfg.retry())
+	st.out.buf = sse.AppendRetry(st.out.buf[:0], cfg.retry())
 	if st.flush() != nil {
 		return false
 	}
@@ -229,7 +227,7 @@ func (st *stream) live(logger *slog.Logger, cfg *Config, gone <-chan struct{}) {
 			}
 			heartbeat.Reset(cfg.HeartbeatInterval)
 		case <-heartbeat.C:
-			st.buf = append(st.buf[:0], keepAlive...)
+			st.out.buf = append(st.out.buf[:0], keepAlive...)
 			if st.flush() != nil {
 				return
 			}
@@ -272,10 +270,10 @@ func appendEvent(b []byte, ev broker.Event, padding []byte) ([]byte, error) {
 // delivery latency is worth recording.
 func (st *stream) event(ev broker.Event, live bool) error {
 	var err error
-	if st.buf, err = appendEvent(st.buf[:0], ev, st.padding); err != nil {
+	if st.out.buf, err = appendEvent(st.out.buf[:0], ev, st.out.padding); err != nil {
 		return err
 	}
-	if err := st.out.send(st.buf); err != nil {
+	if err := st.out.send(st.out.buf); err != nil {
 		return err
 	}
 	st.m.eventDelivered(ev.Update.Timestamp, live)
@@ -284,8 +282,8 @@ func (st *stream) event(ev broker.Event, live bool) error {
 
 // flush sends what is in buf, with the padding after it.
 func (st *stream) flush() error {
-	st.buf = append(st.buf, st.padding...)
-	return st.out.send(st.buf)
+	st.out.buf = append(st.out.buf, st.out.padding...)
+	return st.out.send(st.out.buf)
 }
 
 // handlerWriter sends a stream's frames through its handler's writer: one
@@ -298,6 +296,11 @@ type handlerWriter struct {
 	rc      *http.ResponseController
 	timeout time.Duration
 	m       *metrics
+	// The frame being encoded and Config.FlushPadding's block, sent after
+	// each frame: here and not in stream, which a stream that leaves its
+	// handler keeps until it closes (a Handover takes the padding from
+	// its Config).
+	buf, padding []byte
 }
 
 func (h *handlerWriter) send(frame []byte) error {

@@ -428,7 +428,7 @@ func (l *loop) batch(jobs []job, now int64) {
 	}
 	l.deferEnds = true
 	for _, s := range l.touched {
-		l.deliver(s, s.batch, now, s.batchEnd && !s.batchCut, s.batchFirst)
+		l.deliver(s, s.batch, now, s.batchEnd && !s.batchCut, int(s.batchFirst))
 		if s.batchCut {
 			l.close(s, TooSlow, now)
 		}
@@ -463,7 +463,7 @@ func (l *loop) gather(s *Socket, frame []byte, end, cut bool, first int) {
 		s.batch = append(s.batch, frame)
 	}
 	if first > 0 {
-		s.batchFirst = first
+		s.batchFirst = int32(first)
 	}
 	s.batchEnd = end || cut
 	s.batchCut = cut

@@ -1,7 +1,9 @@
 package sockets
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"net"
 	"runtime"
 	"sync"
@@ -61,6 +63,9 @@ func New(opts Options) (*Registry, error) {
 	return r, nil
 }
 
+// errFirstTooLarge is Register's answer to a first write of 2 GiB or more.
+var errFirstTooLarge = errors.New("sockets: first write of 2 GiB or more")
+
 func (r *Registry) now() int64 { return int64(time.Since(r.start)) }
 
 // Register takes over c, on which the caller has written nothing yet or
@@ -71,6 +76,9 @@ func (r *Registry) now() int64 { return int64(time.Since(r.start)) }
 func (r *Registry) Register(c Conn, reg Registration) (*Socket, error) {
 	if r.closing.Load() {
 		return nil, ErrClosed
+	}
+	if len(reg.First) > math.MaxInt32 {
+		return nil, errFirstTooLarge // Socket.batchFirst is an int32
 	}
 	fd, err := dup(c)
 	if err != nil {
@@ -238,22 +246,24 @@ type Socket struct {
 	lost    atomic.Bool           // a frame could not be queued for it: it is being cut
 
 	// The loop's own, touched by its goroutine only (and by Register
-	// before the socket is handed to the loop).
+	// before the socket is handed to the loop). Every idle stream holds a
+	// Socket, so the small fields are packed together: 160 bytes, not 176.
 	fd        int32 // -1 once closed
 	slot, gen uint32
-	state     state
+	parkAt    int32 // its index in the loop's parked list
 	lastWrite int64 // Registry.now of the last bytes handed to the kernel or queued
 	since     int64 // Registry.now when parked or, once lingering, when it began
-	parkAt    int32 // its index in the loop's parked list
 	sent      int64 // bytes handed to the kernel or queued, for onClose
 	received  int64 // bytes the client sent after its request
 	pending   pending
+
+	state state
 
 	// What its loop gathers for it from one batch of jobs (loop.batch).
 	gathering  bool
 	batchEnd   bool // an End or a cut is among them: nothing after it
 	batchCut   bool
-	batchFirst int // the length of Register's first write, if it is among them
+	batchFirst int32 // the length of Register's first write, if it is among them (Register refuses one of 2 GiB)
 	batch      [][]byte
 }
 

@@ -112,8 +112,8 @@ func (s *Streams) register(w http.ResponseWriter, r *http.Request, h *httpapi.Ha
 		return true
 	}
 	rs := &registered{s: s, h: h, og: s.joinGroup(h.Order())}
-	first := appendHead(make([]byte, 0, firstSize), w.Header())
-	rs.head = len(first) // the log line counts the body
+	first := appendHead(firstBuffer(rw), w.Header())
+	rs.head = int32(len(first)) // the log line counts the body
 	first = h.Begin(first)
 	sock, err := s.reg.Register(c, sockets.Registration{First: first, OnClose: rs.closed})
 	if err != nil {
@@ -245,6 +245,23 @@ func hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
 // retry: field and a short history, in one allocation.
 const firstSize = 512
 
+// firstBuffer is where a stream's first write is made: the buffer of the
+// bufio.Writer Hijack handed over with the connection, which net/http
+// gets from its pool and, for a hijacked connection, never takes back
+// nor touches again (4 KiB that were garbage at once; its pool makes
+// another for the next connection either way). Building the first write
+// in it saves the connect path an allocation of its own. The registry
+// writes it at once; only a socket that cannot take it whole keeps the
+// rest queued, and then the 4 KiB array rather than a smaller one.
+func firstBuffer(rw *bufio.ReadWriter) []byte {
+	if rw != nil && rw.Writer != nil {
+		if b := rw.Writer.AvailableBuffer(); cap(b) >= firstSize {
+			return b
+		}
+	}
+	return make([]byte, 0, firstSize)
+}
+
 // appendHead appends the head of a registered stream's response: 200, the
 // headers set for it (the stream's and the middleware's, CORS included),
 // the date, and Connection: close, which delimits the body. It appends
@@ -356,22 +373,24 @@ func (s *Streams) DeliverGroup(ev broker.Event, members []broker.Subscriber) {
 // registered is a stream held as a registered socket: the broker
 // Subscriber its subscription was handed over to (a member of its
 // Streams' Group), and the socket's close hook.
+//
+// Every idle stream holds one, so its small fields are packed together:
+// 64 bytes, not 80.
 type registered struct {
-	s    *Streams
-	h    *httpapi.Handover
-	og   *orderGroup     // its order's group, held until the stream closes
-	sock *sockets.Socket // set before it is a subscriber or listed
-	head int             // bytes of the response head, which the log line does not count
-	// grouped: a member of og.g, since the first event DeliverGroup handed
-	// it. Under the hub's lock for the order, as Deliver and End are.
-	grouped bool
+	s        *Streams
+	h        *httpapi.Handover
+	og       *orderGroup     // its order's group, held until the stream closes
+	sock     *sockets.Socket // set before it is a subscriber or listed
+	lifetime *time.Timer     // MaxStreamDuration's end, under mu
+	mu       sync.Mutex
 	// hooked: closed has begun (the socket is gone), set under mu so that
 	// add does not list it.
 	hooked atomic.Bool
-
-	mu       sync.Mutex
-	listed   bool        // in s.registered
-	lifetime *time.Timer // MaxStreamDuration's end
+	head   int32 // bytes of the response head, which the log line does not count
+	// grouped: a member of og.g, since the first event DeliverGroup handed
+	// it. Under the hub's lock for the order, as Deliver and End are.
+	grouped bool
+	listed  bool // in s.registered, under mu
 }
 
 // Group makes rs a member of its Streams' group: the hub hands live events
