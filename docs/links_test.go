@@ -18,11 +18,6 @@ import (
 	"unicode"
 )
 
-// pending are files that branches merged alongside this one add. A link to
-// one of them is checked once the file exists; until then it is named in
-// the test's log, not failed.
-var pending = []string{}
-
 // skipDirs are folders of build output and tools, never documentation.
 var skipDirs = []string{"bin", "dist", "node_modules", "test-artifacts"}
 
@@ -72,10 +67,6 @@ func TestLinksResolve(t *testing.T) {
 			}
 			checked++
 			if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(rel))); err != nil {
-				if slices.Contains(pending, rel) {
-					t.Logf("%s:%d: %s is not here yet (added by another branch); checked once it is", file, l.line, rel)
-					continue
-				}
 				t.Errorf("%s:%d: %q: no %s", file, l.line, l.target, rel)
 				continue
 			}

@@ -7,9 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/orderstream/orderstream/shared/sockets/netnstest"
 )
 
 // setOpenFileLimit sets the process's open-file limit, soft and hard, to
@@ -238,7 +235,7 @@ func TestUnreadClientBytesStillGetTheEnd(t *testing.T) {
 // server's log line for the stream, written when it ends, says when.
 func TestVanishedClientEndsWithinPeerTimeout(t *testing.T) {
 	skipShort(t, "network namespaces")
-	netnsUsable(t)
+	netnstest.Usable(t)
 	const peerTimeout = 2 * time.Second
 	// Generous: the kernel checks at its timers' pace, and the box is
 	// shared; without the timeout it takes minutes.
@@ -252,12 +249,12 @@ func TestVanishedClientEndsWithinPeerTimeout(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			n := newNetPair(t)
-			p := startProcess(t, map[string]string{"ADDR": "10.231.0.1:0", "STREAM_PEER_TIMEOUT": tc.setting, "HEARTBEAT_INTERVAL": tc.heartbeat},
-				"ip", "netns", "exec", n.server)
+			n := netnstest.NewPair(t)
+			p := startProcess(t, map[string]string{"ADDR": netnstest.ServerIP.String() + ":0", "STREAM_PEER_TIMEOUT": tc.setting, "HEARTBEAT_INTERVAL": tc.heartbeat},
+				"ip", "netns", "exec", n.Server)
 			path := "/orders/" + newID() + "/stream"
 			var conn net.Conn
-			inNetns(t, n.client, func() (err error) {
+			netnstest.In(t, n.Client, func() (err error) {
 				conn, err = net.DialTimeout("tcp", strings.TrimPrefix(p.URL, "http://"), 10*time.Second)
 				return err
 			})
@@ -268,7 +265,7 @@ func TestVanishedClientEndsWithinPeerTimeout(t *testing.T) {
 				t.Fatalf("stream: %v %v", res, err)
 			}
 			time.Sleep(100 * time.Millisecond)
-			n.clientDown(t)
+			n.ClientDown(t)
 			down := time.Now()
 			ended := func() bool { return p.log.count("path="+path, "status=200") == 1 }
 			if tc.setting == "0" {
@@ -286,103 +283,5 @@ func TestVanishedClientEndsWithinPeerTimeout(t *testing.T) {
 			}
 			t.Logf("let go %v after the client's link went down (STREAM_PEER_TIMEOUT %s)", time.Since(down).Round(time.Millisecond), tc.setting)
 		})
-	}
-}
-
-// netPair is two network namespaces joined by a veth pair: the server's
-// (10.231.0.1) and the client's (10.231.0.2). Private namespaces, so
-// nothing on the host (or another test running at once) sees them.
-type netPair struct {
-	server, client string // namespace names
-	clientLink     string
-}
-
-var netPairs atomic.Int32
-
-// netnsUsable skips the test, saying why, where network namespaces cannot
-// be made: not root, no ip(8), or a sandbox that refuses. (make test
-// reports such a skip; see the Makefile.)
-func netnsUsable(t *testing.T) {
-	t.Helper()
-	const how = "; run as root with iproute2 to check that vanished clients are let go"
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root" + how)
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("no ip(8)" + how)
-	}
-	probe := fmt.Sprintf("los-probe-%d", os.Getpid())
-	if err := ip("netns", "add", probe); err != nil {
-		t.Skipf("cannot make a network namespace here (%v)%s", err, how)
-	}
-	if err := ip("netns", "del", probe); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func ip(args ...string) error {
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
-
-func newNetPair(t *testing.T) *netPair {
-	t.Helper()
-	id := fmt.Sprintf("%d-%d", os.Getpid(), netPairs.Add(1))
-	n := &netPair{server: "los-s-" + id, client: "los-c-" + id, clientLink: "vc"}
-	for _, step := range [][]string{
-		{"netns", "add", n.server},
-		{"netns", "add", n.client},
-		{"-n", n.server, "link", "add", "vs", "type", "veth", "peer", "name", n.clientLink, "netns", n.client},
-		{"-n", n.server, "addr", "add", "10.231.0.1/24", "dev", "vs"},
-		{"-n", n.client, "addr", "add", "10.231.0.2/24", "dev", n.clientLink},
-		{"-n", n.server, "link", "set", "vs", "up"},
-		{"-n", n.server, "link", "set", "lo", "up"},
-		{"-n", n.client, "link", "set", n.clientLink, "up"},
-	} {
-		if err := ip(step...); err != nil {
-			t.Fatal(err)
-		}
-		if step[1] == "add" && step[0] == "netns" {
-			name := step[2]
-			t.Cleanup(func() { _ = ip("netns", "del", name) })
-		}
-	}
-	return n
-}
-
-// inNetns runs f on a thread that has joined namespace ns; the thread is
-// left locked and so ends with the goroutine, never going back to the
-// runtime in the wrong namespace. Sockets f makes stay in ns.
-func inNetns(t *testing.T, ns string, f func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- f()
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-}
-
-// clientDown takes the client's link down: its packets stop, nothing is
-// said to the server.
-func (n *netPair) clientDown(t *testing.T) {
-	t.Helper()
-	if err := ip("-n", n.client, "link", "set", n.clientLink, "down"); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/broker/redistest"
 	"github.com/orderstream/orderstream/shared/httpapi"
+	"github.com/orderstream/orderstream/shared/httpapi/httpapitest"
 	"github.com/orderstream/orderstream/shared/sse"
 )
 
@@ -132,24 +133,6 @@ func ids(msgs ...events.SQSMessage) []string {
 	return s
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's and the test's use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // brokers runs fn against the in-process broker and against a Redis broker
 // on a real redis-server, each new.
 func brokers(t *testing.T, fn func(t *testing.T, env *testEnv)) {
@@ -178,14 +161,14 @@ func brokers(t *testing.T, fn func(t *testing.T, env *testEnv)) {
 type testEnv struct {
 	b       broker.Broker
 	redis   *redistest.Server // nil on the in-process broker
-	logs    *syncBuffer
-	emf     *syncBuffer
+	logs    *httpapitest.SyncBuffer
+	emf     *httpapitest.SyncBuffer
 	handle  func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
 	baseURL string
 }
 
 func newTestEnv(t *testing.T, b broker.Broker, redis *redistest.Server) *testEnv {
-	env := &testEnv{b: b, redis: redis, logs: &syncBuffer{}, emf: &syncBuffer{}}
+	env := &testEnv{b: b, redis: redis, logs: &httpapitest.SyncBuffer{}, emf: &httpapitest.SyncBuffer{}}
 	logger := slog.New(slog.NewJSONHandler(env.logs, nil))
 	env.handle = newHandler(logger, b, newMetrics(env.emf, "orderstream-IngestFunction-test"))
 	cfg := httpapi.Config{HeartbeatInterval: time.Second, RetryInterval: 3 * time.Second, WriteTimeout: 10 * time.Second}

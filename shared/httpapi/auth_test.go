@@ -23,6 +23,7 @@ import (
 
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/broker/brokertest"
+	"github.com/orderstream/orderstream/shared/httpapi/httpapitest"
 	"github.com/orderstream/orderstream/shared/order"
 )
 
@@ -203,8 +204,8 @@ func TestAuth(t *testing.T) {
 			}
 		})
 	}
-	if metricValue(t, reg, "orderstream_auth_failures_total", "code", "401") == 0 ||
-		metricValue(t, reg, "orderstream_auth_failures_total", "code", "403") == 0 {
+	if httpapitest.MetricValue(t, reg, "orderstream_auth_failures_total", "code", "401") == 0 ||
+		httpapitest.MetricValue(t, reg, "orderstream_auth_failures_total", "code", "403") == 0 {
 		t.Error("auth failures were not counted")
 	}
 }

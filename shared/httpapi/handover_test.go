@@ -15,6 +15,7 @@ import (
 
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/broker/brokertest"
+	"github.com/orderstream/orderstream/shared/httpapi/httpapitest"
 	"github.com/orderstream/orderstream/shared/order"
 )
 
@@ -64,7 +65,7 @@ func (c *collector) End(error) {
 func TestDetacherIsOfferedLiveStreams(t *testing.T) {
 	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
-	logs := &syncBuffer{}
+	logs := &httpapitest.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	live := NewServer(logger, b, testConfig(Config{MaxSubscribersPerOrder: 1}))
 	replay := NewServer(logger, b, testConfig(Config{HistoryOnly: true}))
@@ -117,7 +118,7 @@ func TestDetacherIsOfferedLiveStreams(t *testing.T) {
 		t.Errorf("Order() = %v, want %v", h.Order(), open)
 	}
 	first := string(w.first)
-	if msgs := decodeAll(t, first); !strings.HasPrefix(first, "retry: 3000\n\n") || len(msgs) != 1 || !strings.Contains(msgs[0].Data, `"Created"`) {
+	if msgs := httpapitest.DecodeAll(t, first); !strings.HasPrefix(first, "retry: 3000\n\n") || len(msgs) != 1 || !strings.Contains(msgs[0].Data, `"Created"`) {
 		t.Fatalf("first bytes %q: want retry: and the history", first)
 	}
 	if got := serve(live, http.MethodGet, path, nil, false); got.Code != http.StatusServiceUnavailable {
@@ -198,7 +199,7 @@ func TestDetacherRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := broker.NewMemory(brokertest.Options())
 			defer b.Close()
-			logs := &syncBuffer{}
+			logs := &httpapitest.SyncBuffer{}
 			reg := prometheus.NewRegistry()
 			live := NewServer(slog.New(slog.NewTextHandler(logs, nil)), b, testConfig(Config{MaxSubscribersPerOrder: 1, Metrics: reg}))
 			path := "/orders/" + uuid.NewString() + "/stream"
@@ -219,10 +220,10 @@ func TestDetacherRefuses(t *testing.T) {
 			if tc.status == http.StatusServiceUnavailable {
 				wantRejected = 1
 			}
-			if got := metricValue(t, reg, "orderstream_streams_rejected_total", "limit", "instance"); got != wantRejected {
+			if got := httpapitest.MetricValue(t, reg, "orderstream_streams_rejected_total", "limit", "instance"); got != wantRejected {
 				t.Errorf("rejected{instance} = %v, want %v", got, wantRejected)
 			}
-			if got := metricValue(t, reg, "orderstream_streams_open"); got != 0 {
+			if got := httpapitest.MetricValue(t, reg, "orderstream_streams_open"); got != 0 {
 				t.Errorf("streams_open = %v after the refusal, want 0", got)
 			}
 			// Its place on the order is free again.

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -19,27 +18,9 @@ import (
 
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/broker/brokertest"
+	"github.com/orderstream/orderstream/shared/httpapi/httpapitest"
 	"github.com/orderstream/orderstream/shared/order"
-	"github.com/orderstream/orderstream/shared/sse"
 )
-
-// syncBuffer collects log output from handler goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // testConfig is c with the contract's stream settings where c leaves them
 // zero: NewServer requires them, and their defaults are shared/config's.
@@ -69,39 +50,16 @@ func verifier(t testing.TB, a AuthConfig) *Verifier {
 	return v
 }
 
-func newTestServer(t *testing.T, b broker.Broker, cfg Config) (*httptest.Server, *syncBuffer) {
+func newTestServer(t *testing.T, b broker.Broker, cfg Config) (*httptest.Server, *httpapitest.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &httpapitest.SyncBuffer{}
 	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(logs, nil)), b, testConfig(cfg)))
 	t.Cleanup(srv.Close)
 	return srv, logs
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// smallBufferListener gives accepted connections a small send buffer, so a
-// stalled reader blocks the server's writes within a few kilobytes.
-type smallBufferListener struct{ net.Listener }
-
-func (l smallBufferListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetWriteBuffer(1024)
-	}
-	return c, err
-}
-
 func TestPanicBecomesProblem(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &httpapitest.SyncBuffer{}
 	h := recoverPanics(slog.New(slog.NewTextHandler(logs, nil)), http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("boom")
 	}))
@@ -156,22 +114,6 @@ func (w *noFlushWriter) body() string {
 	return strings.Join(w.chunks, "")
 }
 
-func decodeAll(t *testing.T, body string) []sse.Message {
-	t.Helper()
-	dec := sse.NewDecoder(strings.NewReader(body))
-	var out []sse.Message
-	for {
-		m, err := dec.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
-	}
-}
-
 // TestStreamWithoutFlusher: a writer that can't flush or take deadlines
 // (Lambda's) still gets every event, one frame per write, and the stream
 // ends at MaxStreamDuration so its client resumes.
@@ -190,14 +132,14 @@ func TestStreamWithoutFlusher(t *testing.T) {
 		h.ServeHTTP(w, httptest.NewRequest("GET", "/orders/"+id.String()+"/stream", nil))
 		close(done)
 	}()
-	waitFor(t, "the history event", func() bool { return strings.Contains(w.body(), "Created") })
+	httpapitest.WaitFor(t, "the history event", func() bool { return strings.Contains(w.body(), "Created") })
 	b.Publish(context.Background(), id, broker.PublishRequest{Status: order.Packed})
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("MaxStreamDuration did not end the stream")
 	}
-	msgs := decodeAll(t, w.body())
+	msgs := httpapitest.DecodeAll(t, w.body())
 	if len(msgs) != 2 || !strings.Contains(msgs[1].Data, "Packed") {
 		t.Fatalf("got %+v", msgs)
 	}
@@ -232,7 +174,7 @@ func TestHistoryOnlyReplaysAndEnds(t *testing.T) {
 		}
 		body, _ := io.ReadAll(res.Body) // returns: the replay ends
 		res.Body.Close()
-		if got := len(decodeAll(t, string(body))); got != tt.want {
+		if got := len(httpapitest.DecodeAll(t, string(body))); got != tt.want {
 			t.Fatalf("after %q: %d events, want %d", tt.lastID, got, tt.want)
 		}
 	}

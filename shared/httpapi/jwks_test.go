@@ -22,6 +22,7 @@ import (
 
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/broker/brokertest"
+	"github.com/orderstream/orderstream/shared/httpapi/httpapitest"
 )
 
 const testIssuer = "https://idp.example/pool-1"
@@ -116,7 +117,7 @@ func idpToken(t *testing.T, key *rsa.PrivateKey, kid string, mutate ...func(*Cla
 }
 
 // testJWKS is an authenticator on the provider's keys with opts.
-func testJWKS(t *testing.T, p *idp, opts jwksOptions) (*authenticator, *syncBuffer) {
+func testJWKS(t *testing.T, p *idp, opts jwksOptions) (*authenticator, *httpapitest.SyncBuffer) {
 	t.Helper()
 	au, err := newAuthenticator(AuthConfig{JWKSURL: p.url(), Issuer: testIssuer, Audience: "orderstream"})
 	if err != nil {
@@ -125,7 +126,7 @@ func testJWKS(t *testing.T, p *idp, opts jwksOptions) (*authenticator, *syncBuff
 	if au.jwks, err = newJWKS(p.url(), opts); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &httpapitest.SyncBuffer{}
 	if err := au.jwks.start(slog.New(slog.NewTextHandler(logs, nil))); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +226,7 @@ func TestJWKSKeepsLastGoodKeys(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.serve()
 			before := p.fetches.Load()
-			waitFor(t, "a fetch in this state", func() bool {
+			httpapitest.WaitFor(t, "a fetch in this state", func() bool {
 				if au.jwks.refreshing.Load() {
 					return false // one in flight: let it end
 				}
@@ -246,7 +247,7 @@ func TestJWKSKeepsLastGoodKeys(t *testing.T) {
 
 	// Back, with a new key only: the old one stops counting at the next fetch.
 	p.serve(map[string]*rsa.PrivateKey{"b": k.rsa2})
-	waitFor(t, "the new set to replace the old", func() bool {
+	httpapitest.WaitFor(t, "the new set to replace the old", func() bool {
 		ok, _ := accepts(au, token)
 		return !ok
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/broker/brokertest"
+	"github.com/orderstream/orderstream/shared/httpapi/httpapitest"
 )
 
 func TestClientAddr(t *testing.T) {
@@ -132,7 +133,7 @@ func TestStreamLimits(t *testing.T) {
 			if !res.Close {
 				t.Error("a refused stream's connection is kept open (no Connection: close): it holds a descriptor for nothing")
 			}
-			if got := metricValue(t, reg, "orderstream_streams_rejected_total", "limit", tt.limit); got != 1 {
+			if got := httpapitest.MetricValue(t, reg, "orderstream_streams_rejected_total", "limit", tt.limit); got != 1 {
 				t.Fatalf("rejected{%s} %v", tt.limit, got)
 			}
 			// Another order or client still gets in where only those are full.
@@ -143,7 +144,7 @@ func TestStreamLimits(t *testing.T) {
 			}
 			// Closing a stream frees its slot.
 			open[0].Body.Close()
-			waitFor(t, "a freed slot", func() bool {
+			httpapitest.WaitFor(t, "a freed slot", func() bool {
 				res := openRaw(t, url, nil)
 				defer res.Body.Close()
 				return res.StatusCode == 200

@@ -13,54 +13,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/broker/brokertest"
+	"github.com/orderstream/orderstream/shared/httpapi/httpapitest"
 	"github.com/orderstream/orderstream/shared/order"
 	"github.com/orderstream/orderstream/shared/sse"
 )
-
-// metricValue reads one series from reg: a counter's or gauge's value, or a
-// histogram's sample count. Labels are name=value pairs; missing: 0.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				if !hasLabel(m, labels[i], labels[i+1]) {
-					continue series
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return 0
-}
-
-func hasLabel(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name && l.GetValue() == value {
-			return true
-		}
-	}
-	return false
-}
 
 func TestMetrics(t *testing.T) {
 	b := broker.NewMemory(brokertest.Options())
@@ -77,7 +36,7 @@ func TestMetrics(t *testing.T) {
 		}
 		res.Body.Close()
 	}
-	if got := metricValue(t, reg, "orderstream_events_published_total"); got != 2 {
+	if got := httpapitest.MetricValue(t, reg, "orderstream_events_published_total"); got != 2 {
 		t.Fatalf("published %v, want 2", got)
 	}
 
@@ -93,7 +52,7 @@ func TestMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := metricValue(t, reg, "orderstream_streams_open"); got != 1 {
+	if got := httpapitest.MetricValue(t, reg, "orderstream_streams_open"); got != 1 {
 		t.Fatalf("streams open %v, want 1", got)
 	}
 	if _, err := b.Publish(context.Background(), uuid.MustParse(id), broker.PublishRequest{Status: order.Delivered}); err != nil {
@@ -105,19 +64,19 @@ func TestMetrics(t *testing.T) {
 	if _, err := dec.Next(); err != io.EOF {
 		t.Fatalf("stream did not end after Delivered: %v", err)
 	}
-	waitFor(t, "the stream to close", func() bool { return metricValue(t, reg, "orderstream_streams_open") == 0 })
+	httpapitest.WaitFor(t, "the stream to close", func() bool { return httpapitest.MetricValue(t, reg, "orderstream_streams_open") == 0 })
 	// Three events, one log line: logs are per request, never per event.
-	waitFor(t, "the stream's request line", func() bool { return strings.Contains(logs.String(), "path=/orders/"+id+"/stream") })
+	httpapitest.WaitFor(t, "the stream's request line", func() bool { return strings.Contains(logs.String(), "path=/orders/"+id+"/stream") })
 	if n := strings.Count(logs.String(), "/orders/"+id+"/stream"); n != 1 {
 		t.Fatalf("%d log lines name the stream, want 1:\n%s", n, logs)
 	}
-	if got := metricValue(t, reg, "orderstream_events_delivered_total"); got != 3 {
+	if got := httpapitest.MetricValue(t, reg, "orderstream_events_delivered_total"); got != 3 {
 		t.Fatalf("delivered %v, want 3", got)
 	}
-	if got := metricValue(t, reg, "orderstream_publish_to_deliver_seconds"); got != 1 {
+	if got := httpapitest.MetricValue(t, reg, "orderstream_publish_to_deliver_seconds"); got != 1 {
 		t.Fatalf("latency samples %v, want 1 (history replays are not latency)", got)
 	}
-	if got := metricValue(t, reg, "orderstream_http_requests_total", "route", "POST /orders/{id}/events", "code", "201"); got != 2 {
+	if got := httpapitest.MetricValue(t, reg, "orderstream_http_requests_total", "route", "POST /orders/{id}/events", "code", "201"); got != 2 {
 		t.Fatalf("requests{publish,201} %v, want 2", got)
 	}
 
@@ -133,7 +92,7 @@ func TestMetrics(t *testing.T) {
 		!strings.HasPrefix(mres.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("GET /metrics: %d %q\n%s", mres.StatusCode, mres.Header.Get("Content-Type"), body)
 	}
-	waitFor(t, "the request line", func() bool { return strings.Count(logs.String(), "msg=request") == before+1 })
+	httpapitest.WaitFor(t, "the request line", func() bool { return strings.Count(logs.String(), "msg=request") == before+1 })
 
 	// A broker that fails is counted by operation.
 	b.Close()
@@ -142,8 +101,8 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	res2.Body.Close()
-	if res2.StatusCode != 503 || metricValue(t, reg, "orderstream_broker_errors_total", "op", "latest") != 1 {
-		t.Fatalf("broker down: %d, errors{latest} %v", res2.StatusCode, metricValue(t, reg, "orderstream_broker_errors_total", "op", "latest"))
+	if res2.StatusCode != 503 || httpapitest.MetricValue(t, reg, "orderstream_broker_errors_total", "op", "latest") != 1 {
+		t.Fatalf("broker down: %d, errors{latest} %v", res2.StatusCode, httpapitest.MetricValue(t, reg, "orderstream_broker_errors_total", "op", "latest"))
 	}
 }
 
@@ -163,7 +122,7 @@ func TestMetricsSlowSubscriberDropped(t *testing.T) {
 		h.ServeHTTP(w, newRequest("GET", "/orders/"+id.String()+"/stream"))
 		close(done)
 	}()
-	waitFor(t, "the stream to open", func() bool { return metricValue(t, reg, "orderstream_streams_open") == 1 })
+	httpapitest.WaitFor(t, "the stream to open", func() bool { return httpapitest.MetricValue(t, reg, "orderstream_streams_open") == 1 })
 	// The handler blocks writing the first event; the next two overflow its
 	// buffer of one.
 	w.block.Store(true)
@@ -174,10 +133,10 @@ func TestMetricsSlowSubscriberDropped(t *testing.T) {
 	}
 	close(w.release)
 	<-done
-	if got := metricValue(t, reg, "orderstream_slow_subscribers_dropped_total", "reason", "buffer"); got != 1 {
+	if got := httpapitest.MetricValue(t, reg, "orderstream_slow_subscribers_dropped_total", "reason", "buffer"); got != 1 {
 		t.Fatalf("dropped{buffer} %v, want 1", got)
 	}
-	if got := metricValue(t, reg, "orderstream_streams_open"); got != 0 {
+	if got := httpapitest.MetricValue(t, reg, "orderstream_streams_open"); got != 0 {
 		t.Fatalf("streams open %v after the drop", got)
 	}
 }

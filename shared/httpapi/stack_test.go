@@ -5,19 +5,14 @@
 package httpapi
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
-	"runtime"
-	"strings"
 	"testing"
-
-	"github.com/google/uuid"
 
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/broker/brokertest"
+	"github.com/orderstream/orderstream/shared/httpapi/httpapitest"
 )
 
 // A stream that stays in its handler (Lambda, HTTP/2, HTTP/1.0, off Linux)
@@ -28,44 +23,11 @@ import (
 // goroutines (the handler's, and net/http's background read) must hold
 // less than 12 KiB of stack.
 func TestIdleInHandlerStreamStackStaysSmall(t *testing.T) {
-	const n = 200
-	stacks := func() int64 {
-		runtime.GC()
-		runtime.GC() // the second cycle shrinks what the first could not
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return int64(m.StackInuse)
-	}
 	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	srv := httptest.NewServer(NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), b, testConfig(Config{})))
 	defer srv.Close()
-	id := uuid.NewString()
-	before := stacks()
-	conns := make([]net.Conn, 0, n)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	buf := make([]byte, 512)
-	for range n {
-		// Raw clients, no goroutine of their own: only the server's stacks grow.
-		c, err := net.Dial("tcp", srv.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		fmt.Fprintf(c, "GET /orders/%s/stream HTTP/1.1\r\nHost: x\r\n\r\n", id)
-		for got := ""; !strings.Contains(got, "retry:"); { // subscribed and parked
-			k, err := c.Read(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got += string(buf[:k])
-		}
-	}
-	per := float64(stacks()-before) / n
+	per := httpapitest.StackPerIdleStream(t, srv.Listener.Addr().String(), 200)
 	t.Logf("%.0f bytes of stack per idle in-handler stream", per)
 	if per >= 12<<10 {
 		t.Errorf("an idle in-handler stream holds %.0f bytes of stack, want < 12 KiB (8 KiB for its handler, "+

@@ -144,10 +144,15 @@ func (l *loop) push(j job) bool {
 	}
 	l.queued.Store(true)
 	l.mu.Unlock()
+	l.wake()
+	return true
+}
+
+// wake wakes the loop if it sleeps in its poll, to take what was queued.
+func (l *loop) wake() {
 	if l.asleep.CompareAndSwap(true, false) {
 		_ = l.file.SetReadDeadline(aLongTimeAgo)
 	}
-	return true
 }
 
 // overflow queues a cut for each socket of j on l that is not being cut

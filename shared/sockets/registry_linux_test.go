@@ -739,9 +739,7 @@ func pushAll(l *loop, jobs []job) {
 	}
 	l.queued.Store(true)
 	l.mu.Unlock()
-	if l.asleep.CompareAndSwap(true, false) {
-		_ = l.file.SetReadDeadline(aLongTimeAgo)
-	}
+	l.wake()
 }
 
 // holdLoop keeps l busy in a call until the returned func is called (or

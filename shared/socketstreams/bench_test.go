@@ -21,6 +21,7 @@ import (
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/httpapi"
+	"github.com/orderstream/orderstream/shared/httpapi/httpapitest"
 	"github.com/orderstream/orderstream/shared/order"
 	"github.com/orderstream/orderstream/shared/sse"
 )
@@ -330,7 +331,7 @@ func BenchmarkConnect(b *testing.B) {
 	var ours, rawCost connectCost
 	for range b.N {
 		ours.add(connectRound(b, srv.Listener.Addr().String(), n, clients, func() {
-			waitFor(b, "the round's streams to close", func() bool {
+			httpapitest.WaitFor(b, "the round's streams to close", func() bool {
 				st := streams.reg.Stats()
 				return st.Registered == 0 && st.Lingering == 0
 			})

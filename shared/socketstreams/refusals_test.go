@@ -18,6 +18,7 @@ import (
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/httpapi"
+	"github.com/orderstream/orderstream/shared/httpapi/httpapitest"
 	"github.com/orderstream/orderstream/shared/order"
 	"github.com/orderstream/orderstream/shared/sse"
 )
@@ -93,7 +94,7 @@ func TestStreamRequestWithBodyIsRefused(t *testing.T) {
 				t.Errorf("registry holds %d streams, want none", st.Registered)
 			}
 		}
-		waitFor(t, "two log lines with status=400", func() bool { return strings.Count(logs.String(), "status=400") == 2 })
+		httpapitest.WaitFor(t, "two log lines with status=400", func() bool { return strings.Count(logs.String(), "status=400") == 2 })
 		if s.held.Load() != 0 {
 			t.Errorf("%d places held, want none", s.held.Load())
 		}
@@ -121,7 +122,7 @@ func TestPipelinedRequestBehindStream(t *testing.T) {
 	if !res.Close || !closed {
 		t.Errorf("Connection: close %v, closed %v; want the connection closed after the answer", res.Close, closed)
 	}
-	waitFor(t, "the refusal's log line", func() bool { return strings.Contains(logs.String(), "path="+path+" status=400") })
+	httpapitest.WaitFor(t, "the refusal's log line", func() bool { return strings.Contains(logs.String(), "path="+path+" status=400") })
 	if st := s.reg.Stats(); st.Registered != 0 {
 		t.Errorf("registry holds %d streams, want none", st.Registered)
 	}
@@ -177,7 +178,7 @@ func TestRefusedStreamClosesItsConnection(t *testing.T) {
 				if !res.Close || !closed {
 					t.Errorf("Connection: close %v, closed %v; want the refused stream's connection closed", res.Close, closed)
 				}
-				if got := metricValue(t, cfg.Metrics, "orderstream_streams_rejected_total", "limit", "instance"); got != 1 {
+				if got := httpapitest.MetricValue(t, cfg.Metrics, "orderstream_streams_rejected_total", "limit", "instance"); got != 1 {
 					t.Errorf("streams_rejected_total{limit=instance} = %v, want 1", got)
 				}
 				if by == "descriptors" && s.held.Load() != 1 {
@@ -206,7 +207,7 @@ func TestRegisterFailureIsAnswered(t *testing.T) {
 	if !res.Close || !closed {
 		t.Errorf("Connection: close %v, closed %v; want the connection closed", res.Close, closed)
 	}
-	waitFor(t, "the log line with status=503", func() bool { return strings.Contains(logs.String(), "path="+path+" status=503") })
+	httpapitest.WaitFor(t, "the log line with status=503", func() bool { return strings.Contains(logs.String(), "path="+path+" status=503") })
 	if s.held.Load() != 0 || len(s.groups) != 0 {
 		t.Errorf("%d places held, %d order groups; want none", s.held.Load(), len(s.groups))
 	}
@@ -281,7 +282,7 @@ func TestOrderGroup(t *testing.T) {
 			t.Fatalf("stream %d got %v, want every event once, in order: %v", i, ids, all)
 		}
 	}
-	waitFor(t, "the order's group to go with its streams", func() bool {
+	httpapitest.WaitFor(t, "the order's group to go with its streams", func() bool {
 		s.groupsMu.Lock()
 		defer s.groupsMu.Unlock()
 		return len(s.groups) == 0 && s.held.Load() == 0
@@ -318,8 +319,8 @@ func TestFloodingClientIsDropped(t *testing.T) {
 			break // cut already
 		}
 	}
-	waitFor(t, "the flooding client to be dropped", func() bool {
-		return metricValue(t, reg, "orderstream_slow_subscribers_dropped_total", "reason", httpapi.DroppedTooMuchInput) == 1
+	httpapitest.WaitFor(t, "the flooding client to be dropped", func() bool {
+		return httpapitest.MetricValue(t, reg, "orderstream_slow_subscribers_dropped_total", "reason", httpapi.DroppedTooMuchInput) == 1
 	})
 	if st := s.reg.Stats(); st.Registered != 1 {
 		t.Errorf("registry holds %d streams, want the calm one", st.Registered)

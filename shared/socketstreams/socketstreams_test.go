@@ -22,6 +22,7 @@ import (
 	"github.com/orderstream/orderstream/shared/broker"
 	"github.com/orderstream/orderstream/shared/broker/brokertest"
 	"github.com/orderstream/orderstream/shared/httpapi"
+	"github.com/orderstream/orderstream/shared/httpapi/httpapitest"
 	"github.com/orderstream/orderstream/shared/order"
 	"github.com/orderstream/orderstream/shared/sse"
 )
@@ -32,6 +33,9 @@ import (
 
 // testConfig is the core's configuration with the contract's defaults and
 // the fields set in c.
+// eventType names every event of an order stream (the core's).
+const eventType = "order-update"
+
 func testConfig(c httpapi.Config) httpapi.Config {
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = 15 * time.Second
@@ -60,9 +64,9 @@ func newStreams(t testing.TB, logger *slog.Logger, cfg httpapi.Config, detach bo
 // detachServer serves b with cfg wrapped in Streams, registering streams
 // when detach is set; its cleanup ends the streams and waits for every
 // registered one to end.
-func detachServer(t *testing.T, b broker.Broker, cfg httpapi.Config, detach bool, wrap func(net.Listener) net.Listener) (*httptest.Server, *syncBuffer, *Streams) {
+func detachServer(t *testing.T, b broker.Broker, cfg httpapi.Config, detach bool, wrap func(net.Listener) net.Listener) (*httptest.Server, *httpapitest.SyncBuffer, *Streams) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &httpapitest.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	cfg = testConfig(cfg)
 	s := newStreams(t, logger, cfg, detach)
@@ -141,7 +145,7 @@ func TestDetachedStreamDeliversAndEnds(t *testing.T) {
 		}
 		// One log line for the request, once it ended, with what it sent.
 		path := "path=/orders/" + id.String() + "/stream"
-		waitFor(t, "the request's log line", func() bool { return strings.Contains(logs.String(), path) })
+		httpapitest.WaitFor(t, "the request's log line", func() bool { return strings.Contains(logs.String(), path) })
 		if n := strings.Count(logs.String(), path); n != 1 {
 			t.Fatalf("%d log lines for the stream, want 1:\n%s", n, logs.String())
 		}
@@ -192,7 +196,7 @@ func TestDetachedClientLeaves(t *testing.T) {
 			// stream's close: heartbeats are an hour apart, so no failed
 			// write can be what frees it.
 			var conn net.Conn
-			waitFor(t, "the client's place under the limit to be free", func() bool {
+			httpapitest.WaitFor(t, "the client's place under the limit to be free", func() bool {
 				c, status := open()
 				if strings.Contains(status, " 200 ") {
 					conn = c
@@ -219,7 +223,7 @@ func TestStalledReaderIsCutOff(t *testing.T) {
 		srv, logs, _ := detachServer(t, b, httpapi.Config{
 			HeartbeatInterval: time.Millisecond, // fills the buffers fast
 			WriteTimeout:      200 * time.Millisecond,
-		}, detach, func(l net.Listener) net.Listener { return smallBufferListener{l} })
+		}, detach, func(l net.Listener) net.Listener { return httpapitest.SmallBufferListener{Listener: l} })
 		id := uuid.New()
 		path := "/orders/" + id.String() + "/stream"
 		var readers []<-chan sse.Message
@@ -274,7 +278,7 @@ func TestStalledReaderIsCutOff(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		// The request's log line is written when the stalled stream has ended.
-		waitFor(t, "the stalled stream to be cut off", cut)
+		httpapitest.WaitFor(t, "the stalled stream to be cut off", cut)
 	})
 }
 
@@ -316,13 +320,13 @@ func TestRegisteredCyclesLeakNothing(t *testing.T) {
 	for range 50 {
 		cycle()
 	}
-	waitFor(t, "the warm-up streams to close", func() bool { return reg.Stats().Registered == 0 })
+	httpapitest.WaitFor(t, "the warm-up streams to close", func() bool { return reg.Stats().Registered == 0 })
 	goroutines, descriptors := settled(), fds()
 	const cycles = 10_000
 	for range cycles {
 		cycle()
 	}
-	waitFor(t, "every stream to leave the registry, its goroutines and descriptors", func() bool {
+	httpapitest.WaitFor(t, "every stream to leave the registry, its goroutines and descriptors", func() bool {
 		return reg.Stats().Registered == 0 && settled() <= goroutines+3 && fds() <= descriptors+3
 	})
 	if st := reg.Stats(); st.Gone < cycles {
@@ -409,7 +413,7 @@ func TestDetachHTTP10(t *testing.T) {
 			t.Fatalf("line %q in the HTTP/1.0 body is not SSE", line)
 		}
 	}
-	msgs := decodeAll(t, string(body))
+	msgs := httpapitest.DecodeAll(t, string(body))
 	if len(msgs) != 6 || !strings.Contains(msgs[5].Data, `"Delivered"`) {
 		t.Fatalf("HTTP/1.0 stream: %d events in %q", len(msgs), body)
 	}
@@ -445,10 +449,10 @@ func TestStreamLifetimeEndsAtFrameBoundary(t *testing.T) {
 			if !strings.HasSuffix(string(body), "\n\n") {
 				t.Fatalf("the stream did not end at a frame boundary: ...%q", body[max(0, len(body)-40):])
 			}
-			if msgs := decodeAll(t, string(body)); len(msgs) != 1 {
+			if msgs := httpapitest.DecodeAll(t, string(body)); len(msgs) != 1 {
 				t.Fatalf("%d events, want the one published", len(msgs))
 			}
-			waitFor(t, "the client's place to be free", func() bool {
+			httpapitest.WaitFor(t, "the client's place to be free", func() bool {
 				res, err := http.Head(srv.URL + "/orders/" + id.String() + "/stream")
 				if err != nil {
 					t.Fatal(err)
@@ -486,7 +490,7 @@ func TestRegisteredCloseHookPanicIsContained(t *testing.T) {
 	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	doomed, other := uuid.New(), uuid.New()
-	logs := &syncBuffer{}
+	logs := &httpapitest.SyncBuffer{}
 	logger := slog.New(panickyHandler{Handler: slog.NewTextHandler(logs, nil), path: "/orders/" + doomed.String() + "/stream"})
 	cfg := testConfig(httpapi.Config{MaxSubscribersPerOrder: 1})
 	st := newStreams(t, logger, cfg, true)
@@ -508,10 +512,10 @@ func TestRegisteredCloseHookPanicIsContained(t *testing.T) {
 	resDoomed, _ := open(doomed)
 	resOther, decOther := open(other)
 	defer resOther.Body.Close()
-	waitFor(t, "two registered streams", func() bool { return st.reg.Stats().Registered == 2 })
+	httpapitest.WaitFor(t, "two registered streams", func() bool { return st.reg.Stats().Registered == 2 })
 	resDoomed.Body.Close() // its close hook runs, and panics writing the log line
-	waitFor(t, "the panic to be logged", func() bool { return strings.Contains(logs.String(), "panic in a stream") })
-	waitFor(t, "the doomed stream's socket to go", func() bool { return st.reg.Stats().Registered == 1 })
+	httpapitest.WaitFor(t, "the panic to be logged", func() bool { return strings.Contains(logs.String(), "panic in a stream") })
+	httpapitest.WaitFor(t, "the doomed stream's socket to go", func() bool { return st.reg.Stats().Registered == 1 })
 
 	// Its place under MaxSubscribersPerOrder was given back before the panic.
 	res2, _ := open(doomed)
@@ -557,7 +561,7 @@ func TestBlockingCloseHookDelaysNoOtherStream(t *testing.T) {
 	b := broker.NewMemory(brokertest.Options())
 	defer b.Close()
 	doomed, other := uuid.New(), uuid.New()
-	logs := &syncBuffer{}
+	logs := &httpapitest.SyncBuffer{}
 	h := blockingHandler{Handler: slog.NewTextHandler(logs, nil), path: "/orders/" + doomed.String() + "/stream",
 		blocked: make(chan struct{}), release: make(chan struct{})}
 	logger := slog.New(h)
@@ -609,10 +613,10 @@ func TestBlockingCloseHookDelaysNoOtherStream(t *testing.T) {
 	for range 20 {
 		open(uuid.New()).Body.Close()
 	}
-	waitFor(t, "the other streams' close hooks", func() bool {
+	httpapitest.WaitFor(t, "the other streams' close hooks", func() bool {
 		return strings.Count(logs.String(), "status=200") >= 20 && st.reg.Stats().Registered == 1
 	})
 	close(h.release)
 	released = true
-	waitFor(t, "the held line", func() bool { return strings.Contains(logs.String(), h.path) })
+	httpapitest.WaitFor(t, "the held line", func() bool { return strings.Contains(logs.String(), h.path) })
 }

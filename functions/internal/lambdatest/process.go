@@ -1,17 +1,17 @@
 package lambdatest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orderstream/orderstream/shared/httpapi/httpapitest"
 )
 
 // BuildBootstrap builds the main package in dir (a functions/* directory) as
@@ -73,8 +73,8 @@ func LambdaEnv(addr string, extra ...string) []string {
 type Process struct {
 	t      testing.TB
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *httpapitest.SyncBuffer
+	stderr *httpapitest.SyncBuffer
 	exited chan struct{}
 	err    error // of Wait, once exited is closed
 }
@@ -84,7 +84,7 @@ type Process struct {
 func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
 	SkipShort(t)
-	p := &Process{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &Process{t: t, stdout: &httpapitest.SyncBuffer{}, stderr: &httpapitest.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = env
 	p.cmd.Stdout = p.stdout
@@ -144,23 +144,6 @@ func (p *Process) Stop() {
 	if p.t.Failed() {
 		p.t.Logf("%s stdout:\n%s\nstderr:\n%s", filepath.Base(p.cmd.Path), p.stdout.String(), p.stderr.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // SkipShort skips t under -short (the fast inner loop, make test-fast):
